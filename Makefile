@@ -1,0 +1,29 @@
+# Quick start: `make demo` (set up, then the main job) and `make test` (set up, then the tests).
+# torch==2.13.0 is installed before the project: a bare "torch" requirement pulls a CUDA build.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ZOO := $(VENV)/bin/zoo
+DATA ?= ../shared/datasets/imdb
+
+.PHONY: setup test demo bench
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(ZOO) list
+	$(ZOO) info bilstm
+
+bench: setup
+	$(PY) bench/encoder_throughput.py

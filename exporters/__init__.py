@@ -1,0 +1,1 @@
+"""Built-in export formats, installed as `zoo.exporters` and registered through entry points."""

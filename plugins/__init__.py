@@ -1,0 +1,1 @@
+"""Built-in architectures, installed as `zoo.plugins` and registered through entry points."""

@@ -1,0 +1,18 @@
+"""`bilstm`: a bidirectional LSTM whose backward pass starts at each review's last token."""
+
+from zoo.contract import Architecture
+from zoo.plugins.hyperparameters import RecurrentHyperparameters
+
+
+def build(hp: RecurrentHyperparameters, input_size: int):
+    from zoo.plugins.encoders import BiLSTMEncoder
+
+    return BiLSTMEncoder(input_size, hp.hidden_size, hp.num_layers, hp.dropout)
+
+
+architecture = Architecture(
+    name="bilstm",
+    summary="bidirectional LSTM, padding-exact in both directions (fused nn.LSTM)",
+    hyperparameters=RecurrentHyperparameters,
+    build=build,
+)

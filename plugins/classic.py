@@ -1,0 +1,21 @@
+"""`classic`: a unidirectional LSTM on PyTorch's fused nn.LSTM."""
+
+from zoo.contract import Architecture
+from zoo.plugins.hyperparameters import RecurrentHyperparameters
+
+
+def build(hp: RecurrentHyperparameters, input_size: int):
+    from torch import nn
+
+    from zoo.plugins.encoders import CausalRNNEncoder
+
+    dropout = hp.dropout if hp.num_layers > 1 else 0.0
+    return CausalRNNEncoder(nn.LSTM(input_size, hp.hidden_size, hp.num_layers, batch_first=True, dropout=dropout))
+
+
+architecture = Architecture(
+    name="classic",
+    summary="LSTM, one direction (fused nn.LSTM)",
+    hyperparameters=RecurrentHyperparameters,
+    build=build,
+)

@@ -1,0 +1,72 @@
+"""What `zoo list` shows: every recipe, architecture and export format, with its status."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+from zoo.errors import ZooError
+from zoo.recipes import load_recipes
+from zoo.registry import BUILTIN_DISTRIBUTION, OK, Described, architectures, exporters
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str  # "recipe", "architecture" or "exporter"
+    status: str  # "ok", "broken", "incompatible" or "conflict"
+    distribution: str  # "name version", several joined with ", " on a conflict
+    summary: str
+    error: str | None
+    providers: list[dict[str, str]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _own_distribution() -> dict[str, str]:
+    try:
+        version = metadata.version(BUILTIN_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        from zoo import __version__ as version
+    return {"name": BUILTIN_DISTRIBUTION, "version": version}
+
+
+def _plugin_row(kind: str, described: Described) -> Row:
+    return Row(
+        name=described.name,
+        kind=kind,
+        status=described.status,
+        distribution=described.distribution,
+        summary=described.summary,
+        error=described.error,
+        providers=[{"name": p.distribution, "version": p.version} for p in described.providers],
+    )
+
+
+def catalog_rows() -> list[Row]:
+    """All rows; a broken plugin or recipe becomes a row with its error, never an exception."""
+    arch_registry = architectures()
+    arch_rows = [_plugin_row("architecture", arch_registry.describe(n)) for n in arch_registry.names()]
+    arch_status = {row.name: row for row in arch_rows}
+    own = _own_distribution()
+    rows = []
+    for recipe in load_recipes().values():
+        arch = arch_status.get(recipe.architecture)
+        if arch is None:
+            status, error = "broken", f"its architecture {recipe.architecture!r} is not installed"
+        elif arch.status != OK:
+            status, error = arch.status, f"its architecture {recipe.architecture!r} is {arch.status}: {arch.error}"
+        else:
+            status, error = OK, None
+            try:
+                from zoo.recipes import resolve
+
+                resolve(recipe.name)
+            except ZooError as exc:
+                status, error = "broken", str(exc)
+        rows.append(Row(recipe.name, "recipe", status, f"{own['name']} {own['version']}", recipe.summary, error, [own]))
+    rows.extend(arch_rows)
+    export_registry = exporters()
+    rows.extend(_plugin_row("exporter", export_registry.describe(n)) for n in export_registry.names())
+    return rows

@@ -1,0 +1,181 @@
+"""The configuration of a run: architecture hyperparameters plus the zoo's own sections.
+
+A run config has four sections: `encoder` (the plugin's hyperparameter
+dataclass), `classifier` (embedding, pooling, head), `tokenizer` and `train`.
+Values come from dataclass defaults, then a registry.toml recipe, then
+`--set section.key=value` overrides (a bare `key` works when only one section
+has it). Every value is type-checked before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import ConfigError
+
+POOLINGS = ("max", "mean", "last")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@dataclass
+class ClassifierConfig:
+    """Embedding -> encoder -> pooling over valid steps -> head; shared by every architecture."""
+
+    embedding_dim: int = 128
+    embedding_dropout: float = 0.0
+    pooling: str = "max+mean+last"  # any of max, mean, last joined with "+"
+    head_hidden: int = 64  # 0: a single linear layer
+    head_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        parts = self.pooling.split("+")
+        if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError(f"pooling must join distinct items of {', '.join(POOLINGS)} with '+', got {self.pooling!r}")
+        _check_positive(embedding_dim=self.embedding_dim)
+        _check_dropout(embedding_dropout=self.embedding_dropout, head_dropout=self.head_dropout)
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 8192
+    model_type: str = "unigram"  # unigram or bpe
+    use_unsupervised: bool = False  # also train the tokenizer on the 50k unlabeled reviews
+
+    def __post_init__(self) -> None:
+        if self.model_type not in ("unigram", "bpe"):
+            raise ValueError("model_type must be unigram or bpe")
+        if self.vocab_size < 64:
+            raise ValueError("vocab_size must be >= 64")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    max_batch_tokens: int = 0  # cap on padded tokens per batch (B * T); 0: batch_size alone
+    max_tokens: int = 0  # truncate reviews to their first max_tokens tokens; 0: full reviews
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0
+    patience: int = 0  # epochs without validation improvement before stopping; 0: never stop early
+    seed: int = 0
+    log_every: int = 50  # steps between metrics.jsonl step records
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
+        _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError("warmup_fraction must be in [0, 1)")
+        for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0")
+
+
+def _check_dropout(**values: float) -> None:
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1)")
+
+
+SECTIONS = {"classifier": ClassifierConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to rebuild and retrain a model, and nothing executable."""
+
+    recipe: str
+    architecture: str
+    encoder: Any
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def sections(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "classifier": self.classifier, "tokenizer": self.tokenizer, "train": self.train}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"recipe": self.recipe, "architecture": self.architecture}
+        out.update({name: dataclasses.asdict(section) for name, section in self.sections().items()})
+        return out
+
+
+def field_types(cls: type) -> dict[str, type]:
+    """The declared type of each field of a dataclass (resolving string annotations)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, str) for f in dataclasses.fields(cls)}
+
+
+def coerce(value: Any, kind: type, where: str) -> Any:
+    """Convert a TOML value or a command-line string to a field's type, or raise ConfigError."""
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                lowered = text.lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return lowered in ("true", "1", "yes")
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not a valid {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and (type(value) is not kind):
+        raise ConfigError(f"{where}: expected a {kind.__name__}, got {value!r}")
+    return value
+
+
+def build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate a section dataclass from defaults plus `values`, checking names and types."""
+    types = field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(types)}")
+    kwargs = {k: coerce(v, types[k], f"{where}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_overrides(pairs: list[str], encoder_cls: type) -> dict[str, dict[str, str]]:
+    """Turn ["train.lr=1e-3", "hidden_size=64"] into {"train": {"lr": "1e-3"}, "encoder": {...}}."""
+    known = {"encoder": field_types(encoder_cls)} | {name: field_types(cls) for name, cls in SECTIONS.items()}
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, for example train.lr=0.001")
+        if "." in key:
+            section, _, name = key.partition(".")
+            if section not in known:
+                raise ConfigError(f"--set {key}: unknown section {section!r}; sections: {', '.join(known)}")
+            if name not in known[section]:
+                raise ConfigError(f"--set {key}: unknown key; {section} has {', '.join(known[section])}")
+        else:
+            owners = [s for s, names in known.items() if key in names]
+            if not owners:
+                raise ConfigError(f"--set {key}: no section has this key; see `zoo info NAME`")
+            if len(owners) > 1:
+                raise ConfigError(f"--set {key}: ambiguous, use one of {', '.join(f'{s}.{key}' for s in owners)}")
+            section, name = owners[0], key
+        out.setdefault(section, {})[name] = value
+    return out

@@ -1,0 +1,72 @@
+"""The plugin contract: what an architecture plugin hands the zoo.
+
+A plugin module exposes an `Architecture` object through the entry point group
+`zoo.architectures`. The module must stay light to import (no torch at module
+level): the zoo imports it to list and describe it, and checks `api_version`
+before calling `build`, which is where the heavy imports belong.
+
+The encoder that `build(hyperparameters, input_size)` returns is a
+`torch.nn.Module` with:
+
+- `forward(x, lengths) -> outputs`: `x` is `[B, T, input_size]` float, `lengths`
+  is `[B]` int64 (each >= 1); `outputs` is `[B, T, output_size]`, zero at padded
+  steps (t >= lengths[b]);
+- padding-exactness: a review's outputs do not change when it is batched with
+  longer reviews;
+- `output_size: int`, the feature size D of the outputs;
+- optionally `bidirectional: bool`: when true, the second half of the features
+  runs backwards in time, and "last" pooling reads it at step 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PLUGIN_API_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One recurrent architecture: a name, its hyperparameters and how to build its encoder."""
+
+    name: str
+    summary: str
+    hyperparameters: type
+    build: Callable[[Any, int], Any]
+    api_version: int = PLUGIN_API_VERSION
+    # Optional native ONNX lowering: lower_onnx(encoder, graph, x, lengths) -> name
+    # of the [B, T, D] output (see zoo.exporters.onnx). None: generic torch.onnx path.
+    lower_onnx: Callable[..., str] | None = None
+
+    def default_hyperparameters(self) -> Any:
+        return self.hyperparameters()
+
+
+class ContractError(Exception):
+    """A plugin object that does not satisfy the contract."""
+
+
+def check_architecture(obj: Any, entry_name: str) -> Architecture:
+    """Return `obj` as an Architecture, or raise ContractError saying what is missing."""
+    if isinstance(obj, type) and not isinstance(obj, Architecture):
+        try:
+            obj = obj()
+        except Exception as exc:  # a class that cannot be instantiated without arguments
+            raise ContractError(f"entry point is a class that cannot be instantiated: {exc}") from exc
+    missing = [a for a in ("name", "summary", "hyperparameters", "build") if not hasattr(obj, a)]
+    if missing:
+        raise ContractError(f"object {obj!r} lacks {', '.join(missing)}; expected a zoo.contract.Architecture")
+    if not isinstance(obj.api_version if hasattr(obj, "api_version") else None, int):
+        raise ContractError("api_version must be an int (zoo.contract.PLUGIN_API_VERSION)")
+    if obj.name != entry_name:
+        raise ContractError(f"entry point name {entry_name!r} differs from the architecture's name {obj.name!r}")
+    if not (isinstance(obj.hyperparameters, type) and dataclasses.is_dataclass(obj.hyperparameters)):
+        raise ContractError("hyperparameters must be a dataclass type")
+    for field in dataclasses.fields(obj.hyperparameters):
+        if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ContractError(f"hyperparameter {field.name!r} has no default")
+    if not callable(obj.build):
+        raise ContractError("build must be callable: build(hyperparameters, input_size) -> encoder")
+    return obj

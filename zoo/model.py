@@ -1,0 +1,88 @@
+"""The classifier every architecture shares: Embedding -> encoder -> pooling -> head -> logit."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zoo.config import RunConfig
+
+PAD_ID = 0
+
+
+class Pooling(nn.Module):
+    """Pools encoder outputs over each review's valid steps: any of max, mean and last, concatenated."""
+
+    def __init__(self, kinds: str, bidirectional: bool):
+        super().__init__()
+        self.kinds = kinds.split("+")
+        self.bidirectional = bidirectional
+
+    def output_size(self, features: int) -> int:
+        return features * len(self.kinds)
+
+    def forward(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = outputs.shape[1]
+        valid = torch.arange(steps, device=outputs.device)[None, :] < lengths[:, None]
+        pooled = []
+        for kind in self.kinds:
+            if kind == "max":
+                pooled.append(outputs.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1))
+            elif kind == "mean":
+                pooled.append(outputs.sum(dim=1) / lengths.unsqueeze(-1).to(outputs.dtype))
+            else:
+                pooled.append(self._last(outputs, lengths))
+        return torch.cat(pooled, dim=-1)
+
+    def _last(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+        last = outputs.gather(1, index).squeeze(1)
+        if not self.bidirectional:
+            return last
+        half = outputs.shape[-1] // 2  # the backward direction ends at step 0
+        return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=-1)
+
+
+class Classifier(nn.Module):
+    """A binary text classifier around any plugin's encoder; returns the positive-class logit."""
+
+    def __init__(self, encoder: nn.Module, vocab_size: int, config: RunConfig):
+        super().__init__()
+        c = config.classifier
+        self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
+        self.embedding_dropout = nn.Dropout(c.embedding_dropout)
+        self.encoder = encoder
+        self.pooling = Pooling(c.pooling, bool(getattr(encoder, "bidirectional", False)))
+        pooled = self.pooling.output_size(encoder.output_size)
+        if c.head_hidden:
+            self.head = nn.Sequential(
+                nn.Linear(pooled, c.head_hidden), nn.ReLU(), nn.Dropout(c.head_dropout), nn.Linear(c.head_hidden, 1)
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Linear(pooled, 1))
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embedding_dropout(self.embedding(input_ids))
+        outputs = self.encoder(x, lengths)
+        return self.head(self.pooling(outputs, lengths)).squeeze(-1)
+
+
+def build_classifier(config: RunConfig, vocab_size: int) -> Classifier:
+    """Build the plugin's encoder and wrap it in the shared classifier."""
+    from zoo.errors import PluginError
+    from zoo.registry import architectures
+
+    registry = architectures()
+    arch = registry.get(config.architecture)
+    origin = f"architecture {config.architecture!r} from {registry.describe(config.architecture).distribution}"
+    try:
+        encoder = arch.build(config.encoder, config.classifier.embedding_dim)
+    except Exception as exc:
+        raise PluginError(f"{origin}: build() failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(encoder, nn.Module) or not isinstance(getattr(encoder, "output_size", None), int):
+        raise PluginError(f"{origin} breaks the plugin contract: build() must return an nn.Module with an int `output_size`")
+    return Classifier(encoder, vocab_size, config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,97 @@
+"""Named recipes from registry.toml: an architecture plus hyperparameters and training settings.
+
+`zoo train NAME` resolves NAME as a recipe first, else as an architecture with
+its defaults. registry.toml ships inside the installed package (see setup.py);
+an editable install reads it from the checkout.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from zoo.config import SECTIONS, RunConfig, build_section, parse_overrides
+from zoo.errors import ConfigError, UnknownNameError
+
+_PACKAGED = Path(__file__).with_name("registry.toml")
+_CHECKOUT = Path(__file__).resolve().parent.parent / "registry.toml"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    architecture: str
+    summary: str
+    sections: dict[str, dict[str, Any]]
+
+
+def registry_path() -> Path:
+    for path in (_PACKAGED, _CHECKOUT):
+        if path.is_file():
+            return path
+    raise ConfigError(f"registry.toml not found (looked at {_PACKAGED} and {_CHECKOUT}); reinstall the zoo")
+
+
+@lru_cache(maxsize=None)
+def load_recipes(path: Path | None = None) -> dict[str, Recipe]:
+    path = path or registry_path()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read the recipe catalog {path}: {exc}") from None
+    recipes = {}
+    for name, body in raw.get("recipes", {}).items():
+        if not isinstance(body, dict) or not isinstance(body.get("architecture"), str):
+            raise ConfigError(f"{path}: recipe {name!r} needs an `architecture = \"...\"` line")
+        allowed = {"architecture", "summary", "encoder", *SECTIONS}
+        extra = sorted(set(body) - allowed)
+        if extra:
+            raise ConfigError(f"{path}: recipe {name!r} has unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(allowed))}")
+        sections = {k: dict(v) for k, v in body.items() if k in ("encoder", *SECTIONS)}
+        recipes[name] = Recipe(name, body["architecture"], str(body.get("summary", "")), sections)
+    return recipes
+
+
+def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The full run config for a recipe or architecture name, with `--set` overrides applied."""
+    from zoo.registry import architectures
+
+    recipes = load_recipes()
+    registry = architectures()
+    if name in recipes:
+        recipe = recipes[name]
+    elif name in registry.names():
+        recipe = Recipe(name, name, "", {})
+    else:
+        raise UnknownNameError(
+            f"unknown recipe or architecture {name!r}; recipes: {', '.join(recipes) or 'none'}; "
+            f"architectures: {', '.join(registry.names()) or 'none'} (see `zoo list`)"
+        )
+    arch = registry.get(recipe.architecture)
+    extra = parse_overrides(list(overrides), arch.hyperparameters)
+    values = {section: {**recipe.sections.get(section, {}), **extra.get(section, {})} for section in ("encoder", *SECTIONS)}
+    return RunConfig(
+        recipe=name,
+        architecture=recipe.architecture,
+        encoder=build_section(arch.hyperparameters, values["encoder"], f"{name}: encoder"),
+        **{section: build_section(cls, values[section], f"{name}: {section}") for section, cls in SECTIONS.items()},
+    )
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig saved by RunConfig.to_dict() (a run dir's config.json)."""
+    from zoo.registry import architectures
+
+    try:
+        arch = architectures().get(data["architecture"])
+        return RunConfig(
+            recipe=data["recipe"],
+            architecture=data["architecture"],
+            encoder=build_section(arch.hyperparameters, data["encoder"], "config: encoder"),
+            **{section: build_section(cls, data[section], f"config: {section}") for section, cls in SECTIONS.items()},
+        )
+    except KeyError as exc:
+        raise ConfigError(f"run config lacks {exc}; is this a run directory written by `zoo train`?") from None
