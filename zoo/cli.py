@@ -85,5 +85,37 @@ def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
                 click.echo(f"  {key} = {value!r}")
 
 
+data_option = click.option(
+    "--data", "data", metavar="SRC", default=None,
+    help="IMDB source: a Hub id, a Hub-layout folder, an aclImdb folder or aclImdb_v1.tar.gz "
+         "(default: $ZOO_DATA, else stanfordnlp/imdb).",
+)
+
+
+@main.command("data")
+@data_option
+@click.option("--vocab-size", type=click.IntRange(min=64), default=None, help="Tokenizer vocabulary size (default 8192).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> None:
+    """Load IMDB, build or reuse the tokenizer, and print split and token-length statistics."""
+    from zoo.config import TokenizerConfig
+    from zoo.datastats import data_summary
+
+    config = TokenizerConfig(**({"vocab_size": vocab_size} if vocab_size else {}))
+    summary = data_summary(data, config)
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(f"source: {summary['source']}")
+    for name, split in summary["splits"].items():
+        click.echo(f"  {name:<11} {split['rows']:>7,} reviews  {split['pos']:>7,} pos  {split['neg']:>7,} neg")
+    tok = summary["tokenizer"]
+    click.echo(f"tokenizer: vocab {tok['vocab_size']:,}, {tok['path']}")
+    for name, stats in summary["tokens"].items():
+        click.echo(f"  {name:<11} tokens: median {stats['median']:,.0f}, p90 {stats['p90']:,.0f}, "
+                   f"max {stats['max']:,}, total {stats['total']:,}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,97 @@
+"""SentencePiece tokenizer: trained on the training portion only, deterministic, cached on disk.
+
+Defaults: unigram, vocab 8192, pad id 0, unk id 1, no bos/eos. Training sees
+the normalized texts of the `train` split (never validation or test), plus the
+unlabeled reviews when asked. The same data and options give a byte-identical
+model file; it is cached under the zoo cache dir, keyed by the data's
+fingerprint and the options, and reused without retraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+from zoo.config import TokenizerConfig
+from zoo.data import ImdbSplits, cache_dir, normalize_text
+from zoo.errors import DataError
+
+if TYPE_CHECKING:
+    import sentencepiece
+
+PAD_ID, UNK_ID = 0, 1
+MAX_TEXT_CHARS = 1_000_000  # longer inputs are cut before encoding (a 1 MB review is ~200k tokens)
+
+
+def _threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class Tokenizer:
+    """A loaded SentencePiece model that applies the zoo's text normalization."""
+
+    def __init__(self, model_path: Path | str):
+        import sentencepiece as spm
+
+        self.path = Path(model_path)
+        try:
+            data = self.path.read_bytes()
+            self.processor: sentencepiece.SentencePieceProcessor = spm.SentencePieceProcessor(model_proto=data)
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"cannot load tokenizer {self.path}: {exc}; retrain it or copy a good tokenizer.model") from None
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        if self.processor.pad_id() != PAD_ID:
+            raise DataError(f"tokenizer {self.path} has pad id {self.processor.pad_id()}, the zoo needs {PAD_ID}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    def encode(self, texts: Sequence[str], threads: int | None = None) -> list[list[int]]:
+        clean = [normalize_text(t[:MAX_TEXT_CHARS]) for t in texts]
+        return self.processor.encode(clean, out_type=int, num_threads=threads or _threads())
+
+
+def train_sentencepiece(texts: Iterable[str], config: TokenizerConfig, output: Path) -> Path:
+    """Train a SentencePiece model on `texts` (already normalized) and write it atomically."""
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=buffer,
+            model_type=config.model_type,
+            vocab_size=config.vocab_size,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
+            max_sentence_length=1 << 16,  # whole reviews; the default 4,192 bytes drops the long ones
+            input_sentence_size=0, shuffle_input_sentence=False,  # use every review, in order
+            num_threads=_threads(),
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        raise DataError(f"training the tokenizer failed: {exc}; try a smaller --vocab-size") from None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(output)
+    return output
+
+
+def tokenizer_for(splits: ImdbSplits, config: TokenizerConfig) -> Tokenizer:
+    """The cached tokenizer for these splits and options, training it first if needed."""
+    options = json.dumps({"fingerprint": splits.fingerprint, **vars(config), "format": 1}, sort_keys=True)
+    key = hashlib.sha256(options.encode()).hexdigest()[:16]
+    path = cache_dir() / "tokenizers" / f"{key}.model"
+    if not path.is_file():
+        if config.use_unsupervised and splits.unsupervised is None:
+            raise DataError("tokenizer.use_unsupervised needs the unsupervised split; load it with_unsupervised=True")
+        texts = [normalize_text(t) for t in splits.train["text"]]
+        if config.use_unsupervised:
+            texts += [normalize_text(t) for t in splits.unsupervised["text"]]
+        train_sentencepiece(texts, config, path)
+    return Tokenizer(path)
