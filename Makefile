@@ -21,9 +21,15 @@ setup: $(VENV)/.installed
 test: setup
 	$(PY) -m pytest -q
 
+SAMPLE := The movie was cool. The animation and the graphics were out of this world. I would recommend this movie.
+
+# The main job on a budget (a few minutes on 2 cores): train the bilstm recipe for 200 steps,
+# evaluate it on the test split, and classify the seed tutorial's sample sentence.
 demo: setup
-	$(ZOO) list
-	$(ZOO) info bilstm
+	rm -rf runs/demo
+	$(ZOO) train bilstm --data $(DATA) --max-steps 200 --out runs/demo
+	$(ZOO) evaluate runs/demo --data $(DATA)
+	$(ZOO) predict runs/demo "$(SAMPLE)"
 
 bench: setup
 	$(PY) bench/encoder_throughput.py

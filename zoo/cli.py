@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -115,6 +116,93 @@ def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> Non
     for name, stats in summary["tokens"].items():
         click.echo(f"  {name:<11} tokens: median {stats['median']:,.0f}, p90 {stats['p90']:,.0f}, "
                    f"max {stats['max']:,}, total {stats['total']:,}")
+
+
+@main.command("train")
+@click.argument("name", required=False)
+@data_option
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/NAME-<timestamp>).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.batch_size=N.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Shortcut for --set train.lr=X.")
+@click.option("--seed", type=int, default=None, help="Shortcut for --set train.seed=N.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any hyperparameter (see `zoo info`).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run directory.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
+@click.option("--json", "as_json", is_flag=True, help="Make the last stdout line a JSON summary.")
+@user_errors
+def train_command(name: str | None, data: str | None, out: Path | None, epochs: int | None, max_steps: int | None,
+                  batch_size: int | None, lr: float | None, seed: int | None, overrides: tuple[str, ...], device: str,
+                  threads: int | None, resume: Path | None, no_progress: bool, as_json: bool) -> None:
+    """Train a recipe or architecture on IMDB, select on validation, evaluate once on test."""
+    from zoo.errors import ConfigError
+
+    shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed}
+    overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
+    if resume is None and name is None:
+        raise ConfigError("name a recipe or architecture to train (see `zoo list`), or --resume a run directory")
+    if resume is not None and (name is not None or overrides or out is not None):
+        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out and overrides")
+    from zoo.recipes import resolve
+
+    config = resolve(name, overrides) if resume is None else None
+    from zoo.train import TrainRequest, train
+
+    summary = train(TrainRequest(config=config, data=data, out=out, device=device, threads=threads,
+                                 max_steps=max_steps, progress=not no_progress and sys.stderr.isatty(), resume=resume))
+    if not as_json:
+        click.echo(f"run: {summary['run_dir']}")
+        click.echo(f"best validation accuracy {summary['best_validation_accuracy']:.4f} (epoch {summary['best_epoch']}), "
+                   f"test accuracy {summary['test_accuracy']:.4f}")
+        click.echo(f"{summary['epochs']} epochs, {summary['steps']} steps, {summary['seconds']:.0f} s, "
+                   f"{summary['tokens_per_second']:,.0f} tokens/s")
+    else:
+        print_json(summary)
+
+
+@main.command("evaluate")
+@click.argument("run", type=click.Path(path_type=Path))
+@data_option
+@click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def evaluate_command(run: Path, data: str | None, split: str, threads: int | None, as_json: bool) -> None:
+    """Accuracy, loss, precision, recall, F1 and confusion matrix of a trained run."""
+    from zoo.predict import evaluate_run
+
+    metrics = evaluate_run(run, data, split, threads)
+    if as_json:
+        print_json(metrics)
+        return
+    click.echo(f"{split}: {metrics['count']:,} reviews  accuracy {metrics['accuracy']:.4f}  loss {metrics['loss']:.4f}  "
+               f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}  f1 {metrics['f1']:.4f}")
+    c = metrics["confusion"]
+    click.echo(f"confusion (rows true, columns predicted neg/pos): neg [{c['true_neg']:,} {c['false_pos']:,}]  "
+               f"pos [{c['false_neg']:,} {c['true_pos']:,}]")
+
+
+@main.command("predict")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: label and probability.")
+@user_errors
+def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as_json: bool) -> None:
+    """Classify TEXTs (or one text per line of stdin) with a run directory or an exported .onnx model."""
+    from zoo.predict import predict_texts
+
+    if not texts:
+        texts = tuple(sys.stdin.buffer.read().decode("utf-8", errors="replace").splitlines())
+    for text, result in zip(texts, predict_texts(model, list(texts), threads)):
+        if as_json:
+            print_json(result)
+        else:
+            preview = " ".join(text.split())
+            click.echo(f"{result['label']}\t{result['probability']:.4f}\t{preview[:70]}{'...' if len(preview) > 70 else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ from zoo.errors import ConfigError
 
 POOLINGS = ("max", "mean", "last")
 OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "linear")  # cosine and linear decay to 0 after the warmup
 
 
 @dataclass
@@ -67,6 +67,8 @@ class TrainConfig:
     patience: int = 0  # epochs without validation improvement before stopping; 0: never stop early
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl step records
+    eval_every: int = 0  # steps between extra validation evaluations; 0: at the end of each epoch only
+    checkpoint_every: int = 100  # steps between resumable checkpoints (also written at each epoch's end)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -76,7 +78,8 @@ class TrainConfig:
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError("warmup_fraction must be in [0, 1)")
-        for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every"):
+        for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every",
+                     "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 

@@ -1,0 +1,180 @@
+"""The trainer, evaluate and predict on tiny data: artifacts, learning, exact resume, bad input."""
+
+import json
+import os
+import pickle
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_zoo
+from imdb_fixtures import write_hub_folder
+from zoo.errors import CheckpointError, ConfigError
+from zoo.recipes import resolve
+from zoo.train import Interrupted, TrainRequest, train
+
+TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
+        "train.lr=0.02", "train.epochs=4", "train.checkpoint_every=5", "train.log_every=3", "train.patience=0"]
+TIMES = {"train_seconds", "tokens_per_second"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE", str(root / "cache"))  # seen by the subprocesses too
+        yield str(write_hub_folder(root / "hub", train=240, test=120))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    summary = train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1))
+    return out, summary
+
+
+def without_times(records):
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in records]
+
+
+def test_run_directory_and_summary(tiny_run):
+    out, summary = tiny_run
+    for name in ("config.json", "tokenizer.model", "model.pt", "last.pt", "metrics.jsonl", "curves.png", "README.md"):
+        assert (out / name).is_file(), name
+    assert summary["test_accuracy"] > 0.8 and summary["best_validation_accuracy"] > 0.8  # tiny data is easy
+    assert summary["epochs"] == 4 and summary["tokens_per_second"] > 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["config"]["encoder"]["hidden_size"] == 8 and info["seed"] == 0 and "torch" in info["versions"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [1, 2, 3, 4]
+    assert records[-1]["type"] == "test" and records[-1]["count"] == 120
+    assert "test accuracy" in (out / "README.md").read_text()
+
+
+def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
+    class Killed(BaseException):
+        """Like SIGKILL: nothing gets to save."""
+
+    def kill_at(step):
+        if step == 23:
+            raise Killed
+
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step_callback=kill_at)
+    summary = train(TrainRequest(None, resume=out, threads=1))
+    reference_out, reference = tiny_run
+    assert summary["test_accuracy"] == reference["test_accuracy"]
+    assert summary["best_validation_accuracy"] == reference["best_validation_accuracy"]
+    mine = without_times(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
+    theirs = without_times(json.loads(line) for line in (reference_out / "metrics.jsonl").read_text().splitlines())
+    assert mine == theirs
+    a, b = torch.load(out / "model.pt", weights_only=True), torch.load(reference_out / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tiny_run, tmp_path):
+    out = tmp_path / "interrupted"
+
+    def interrupt_at(step):
+        if step == 17:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted, match="zoo train --resume"):
+        train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step_callback=interrupt_at)
+    assert torch.load(out / "last.pt", weights_only=True)["progress"]["global_step"] == 17
+    summary = train(TrainRequest(None, resume=out, threads=1))
+    assert summary["test_accuracy"] == tiny_run[1]["test_accuracy"]
+    with pytest.raises(ConfigError, match="finished"):
+        train(TrainRequest(None, resume=out, threads=1))
+
+
+def test_cli_train_evaluate_predict(tiny_data, tmp_path):
+    out = tmp_path / "cli"
+    args = [f"--set={s}" for s in TINY]
+    result = run_zoo("train", "gru", "--data", tiny_data, "--out", str(out), "--epochs", "2", "--threads", "1",
+                     *args, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {"run_dir", "best_validation_accuracy", "test_accuracy", "epochs", "seconds", "tokens_per_second"}
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["epochs"] == 2
+
+    evaluated = run_zoo("evaluate", str(out), "--split", "validation", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert metrics["accuracy"] == summary["best_validation_accuracy"]
+    assert set(metrics) >= {"accuracy", "loss", "precision", "recall", "f1", "confusion"}
+
+    texts = ["wonderful superb brilliant", "awful boring dull terrible", "", "   "]
+    predicted = run_zoo("predict", str(out), *texts, "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    rows = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [r["label"] for r in rows[:2]] == ["pos", "neg"]
+    assert rows[2] == rows[3]  # empty and whitespace-only are the same empty review
+    alone = [json.loads(run_zoo("predict", str(out), t, "--json").stdout) for t in texts[:2]]
+    assert alone == rows[:2]  # the same answer alone or inside a batch
+    stdin = run_zoo("predict", str(out), stdin="wonderful superb\n\xff\xfe not utf8 \nawful dull\n")
+    assert stdin.returncode == 0, stdin.stderr
+    lines = stdin.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("pos\t") and lines[2].startswith("neg\t")
+    huge = run_zoo("predict", str(out), "--json", stdin="wonderful " * 120_000 + "\n")  # a 1.2 MB review
+    assert huge.returncode == 0, huge.stderr
+    assert json.loads(huge.stdout)["label"] == "pos"
+
+
+def test_cli_bad_settings_fail_before_any_work(tmp_path):
+    for args in (["bilstm", "--set", "train.lr=fast"], ["bilstm", "--set", "nosuch=1"], ["transformer"], [],
+                 ["bilstm", "--device", "tpu"]):
+        result = run_zoo("train", *args, "--data", str(tmp_path / "no-such-data"))
+        assert result.returncode != 0, args
+        assert "Traceback" not in result.stderr and "does not exist" not in result.stderr, result.stderr
+    assert "--device cuda" in run_zoo("train", "bilstm", "--device", "cuda").stderr or torch.cuda.is_available()
+
+
+def test_bad_run_directories_are_clear_errors(tiny_run, tmp_path):
+    import shutil
+
+    out, _ = tiny_run
+    missing = run_zoo("evaluate", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "model.pt").write_bytes(b"\x00garbage")
+    result = run_zoo("predict", str(broken), "fine film")
+    assert result.returncode != 0 and "not a readable checkpoint" in result.stderr and "Traceback" not in result.stderr
+    (broken / "config.json").write_text("{not json")
+    assert "corrupt" in run_zoo("predict", str(broken), "fine film").stderr
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-marker",))
+
+
+def test_loading_a_checkpoint_never_executes_code(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    from zoo.rundir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "evil"
+    shutil.copytree(tiny_run[0], out)
+    with open(out / "model.pt", "wb") as f:
+        pickle.dump({"weights": Exploit()}, f)
+    with pytest.raises(CheckpointError):
+        RunDir.open(out).load_model()
+    assert not (tmp_path / "pwned-marker").exists()
+
+
+def test_learning_rate_schedules():
+    from zoo.config import TrainConfig
+    from zoo.train import learning_rate
+
+    cosine = TrainConfig(lr=1.0, schedule="cosine", warmup_fraction=0.1)
+    rates = [learning_rate(s, 100, cosine) for s in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0) and rates[-1] < 0.01
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert learning_rate(50, 100, TrainConfig(lr=0.5)) == 0.5
+    assert np.isclose(learning_rate(55, 100, TrainConfig(lr=1.0, schedule="linear", warmup_fraction=0.1)), 0.5)

@@ -1,0 +1,349 @@
+"""The one training loop every architecture shares. Read it top to bottom: `train()`.
+
+Fits a recipe on the train split, selects the best epoch on the validation
+split (early stopping with patience), and evaluates that best model once on
+the test split. A resumable checkpoint (`last.pt`) is written atomically every
+`checkpoint_every` steps and at each epoch's end; it holds the model,
+optimizer, epoch/step, RNG state and running sums, so a run killed at any
+point and resumed with `--resume` ends with the same metrics as one that was
+never interrupted. Ctrl-C (or SIGTERM) stops at the next step boundary and
+writes that checkpoint first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from zoo import __version__
+from zoo.batching import BucketBatchSampler, collate, truncated_lengths
+from zoo.config import RunConfig, TrainConfig
+from zoo.data import load_imdb
+from zoo.encoded import encode_splits
+from zoo.errors import CheckpointError, ConfigError, ZooError
+from zoo.evaluate import classification_metrics, split_logits
+from zoo.model import build_classifier, count_parameters
+from zoo.report import write_card, write_curves
+from zoo.rundir import LAST, METRICS, TOKENIZER, WEIGHTS, RunDir, load_torch, save_torch
+from zoo.tokenizer import tokenizer_for
+
+
+class Interrupted(ZooError):
+    """Training stopped by a signal after writing a resumable checkpoint."""
+
+
+@dataclass
+class TrainRequest:
+    config: RunConfig
+    data: str | None = None
+    out: Path | None = None
+    device: str = "auto"
+    threads: int | None = None
+    max_steps: int | None = None
+    progress: bool = False
+    resume: Path | None = None
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    best_accuracy: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    tokens: int = 0
+    epoch_loss: float = 0.0
+    epoch_correct: int = 0
+    epoch_seen: int = 0
+    metrics_bytes: int = 0
+    finished: bool = False
+
+
+def pick_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available to this torch build; use --device cpu")
+    if requested not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {requested!r}: expected auto, cpu or cuda")
+    return requested
+
+
+def learning_rate(step: int, total: int, config: TrainConfig) -> float:
+    """Linear warmup over warmup_fraction of the steps, then constant, cosine or linear decay to 0."""
+    warmup = int(total * config.warmup_fraction)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    if config.schedule == "constant":
+        return config.lr
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.lr * (1.0 - progress)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW; weight decay skips biases, norms and embeddings (1-d and embedding tensors)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or name.startswith("embedding.") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def library_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"zoo": __version__, "python": platform.python_version()}
+    for name in ("torch", "sentencepiece", "datasets", "numpy", "onnx", "onnxruntime"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class StopFlag:
+    """Turns the first SIGINT/SIGTERM into a request to stop at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no signal handling
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # a second signal acts at once
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _new_run_dir(config: RunConfig, out: Path | None) -> RunDir:
+    if out is None:
+        out = Path("runs") / f"{config.recipe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists and is not empty; pick another --out, or --resume it")
+    out.mkdir(parents=True, exist_ok=True)
+    return RunDir(out)
+
+
+def _absolute_if_local(source: str) -> str:
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
+def _append_metric(run: RunDir, record: dict) -> None:
+    with open(run.file(METRICS), "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def train(request: TrainRequest, step_callback: Callable[[int], None] | None = None) -> dict:
+    """Train, select on validation, evaluate once on test; return the run's summary."""
+    device = pick_device(request.device)
+    torch.set_num_threads(request.threads or os.cpu_count() or 1)
+
+    # --- the run directory: new, or the one being resumed -------------------------------------
+    if request.resume:
+        run = RunDir.open(request.resume)
+        config = run.config()
+        info = run.read_info()
+        data_source = request.data or info.get("data", {}).get("source")
+        checkpoint = load_torch(run.file(LAST))
+        progress = Progress(**checkpoint["progress"])
+        if progress.finished:
+            raise ConfigError(f"{run.path} has finished training; evaluate it with `zoo evaluate {run.path}`")
+    else:
+        config = request.config
+        run = _new_run_dir(config, request.out)
+        data_source, checkpoint, progress = request.data, None, Progress()
+    tc = config.train
+
+    # --- data: splits, tokenizer trained on train only, encoded splits ------------------------
+    splits = load_imdb(data_source)
+    tokenizer = tokenizer_for(splits, config.tokenizer)
+    encoded = encode_splits(splits, tokenizer)
+    train_split, validation = encoded["train"], encoded["validation"]
+    if not request.resume:
+        shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
+    elif tokenizer.sha256 != hashlib.sha256(run.file(TOKENIZER).read_bytes()).hexdigest():
+        raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "
+                              "resume with the run's original --data")
+
+    # --- model, optimizer, sampler -------------------------------------------------------------
+    torch.manual_seed(tc.seed)
+    model = build_classifier(config, tokenizer.vocab_size).to(device)
+    optimizer = make_optimizer(model, tc)
+    lengths = truncated_lengths(train_split.lengths, tc.max_tokens)
+    sampler = BucketBatchSampler(lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
+    steps_per_epoch = len(sampler.epoch_batches(0))
+    total_steps = min(tc.epochs * steps_per_epoch, request.max_steps or sys.maxsize)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if device == "cuda" and "cuda" in checkpoint["rng"]:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        with open(run.file(METRICS), "r+b") as handle:  # drop records written after the checkpoint
+            handle.truncate(progress.metrics_bytes)
+    else:
+        run.write_info({
+            "config": config.to_dict(), "seed": tc.seed, "parameters": count_parameters(model),
+            "data": {"source": _absolute_if_local(splits.source), "fingerprint": splits.fingerprint,
+                     "rows": {name: len(split) for name, split in encoded.items()}},
+            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
+            "device": device, "threads": torch.get_num_threads(), "versions": library_versions(),
+            "created": datetime.now().isoformat(timespec="seconds"),
+        })
+        run.file(METRICS).touch()
+
+    def save_checkpoint() -> None:
+        progress.metrics_bytes = run.file(METRICS).stat().st_size
+        rng = {"torch": torch.get_rng_state()}
+        if device == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "progress": asdict(progress), "rng": rng}, run.file(LAST))
+
+    def validate() -> dict:
+        metrics = classification_metrics(split_logits(model, validation, device, tc.max_tokens), validation.labels)
+        return {k: metrics[k] for k in ("accuracy", "loss", "f1")}
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    bar = _progress_bar(request.progress, total_steps, progress.global_step)
+    stop_early = False
+    with StopFlag() as stop:
+        while progress.epoch < tc.epochs and progress.global_step < total_steps and not stop_early:
+            batches = sampler.epoch_batches(progress.epoch)
+            model.train()
+            started = time.perf_counter()
+            while progress.step_in_epoch < len(batches) and progress.global_step < total_steps:
+                ids, lens, labels = collate(train_split, batches[progress.step_in_epoch], tc.max_tokens)
+                ids, lens = torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device)
+                target = torch.from_numpy(labels).to(device, torch.float32)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(progress.global_step, total_steps, tc)
+                with autocast:
+                    logits = model(ids, lens).float()
+                loss = loss_fn(logits, target)
+                optimizer.zero_grad(set_to_none=True)
+                (loss / len(labels)).backward()
+                if tc.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+
+                progress.global_step += 1
+                progress.step_in_epoch += 1
+                progress.epoch_loss += loss.item()
+                progress.epoch_correct += int(((logits > 0) == (target > 0.5)).sum())
+                progress.epoch_seen += len(labels)
+                progress.tokens += int(lens.sum())
+                now = time.perf_counter()
+                progress.train_seconds += now - started
+                started = now
+                rate = progress.tokens / max(progress.train_seconds, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=progress.epoch + 1, loss=f"{progress.epoch_loss / progress.epoch_seen:.3f}",
+                                    acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}", tok_s=f"{rate:,.0f}")
+                if tc.log_every and progress.global_step % tc.log_every == 0:
+                    _append_metric(run, {"type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
+                                         "loss": loss.item() / len(labels), "lr": optimizer.param_groups[0]["lr"],
+                                         "tokens_per_second": rate, "train_seconds": progress.train_seconds})
+                if tc.eval_every and progress.global_step % tc.eval_every == 0:
+                    _append_metric(run, {"type": "validation", "epoch": progress.epoch + 1, "step": progress.global_step,
+                                         "train_seconds": progress.train_seconds, **validate()})
+                    model.train()
+                    started = time.perf_counter()
+                if step_callback is not None:
+                    step_callback(progress.global_step)
+                if stop.requested:
+                    save_checkpoint()
+                    raise Interrupted(f"interrupted at step {progress.global_step}; checkpoint saved. "
+                                      f"Resume with: zoo train --resume {run.path}")
+                if tc.checkpoint_every and progress.global_step % tc.checkpoint_every == 0:
+                    save_checkpoint()
+
+            # --- end of epoch (or of the step budget): validate, keep the best, maybe stop ---------
+            val = validate()
+            improved = val["accuracy"] > progress.best_accuracy
+            if improved:
+                progress.best_accuracy, progress.best_epoch, progress.bad_epochs = val["accuracy"], progress.epoch + 1, 0
+                save_torch(model.state_dict(), run.file(WEIGHTS))
+            else:
+                progress.bad_epochs += 1
+            seen = max(progress.epoch_seen, 1)
+            _append_metric(run, {
+                "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step,
+                "complete": progress.step_in_epoch >= len(batches),
+                "train_loss": progress.epoch_loss / seen, "train_accuracy": progress.epoch_correct / seen,
+                "validation_loss": val["loss"], "validation_accuracy": val["accuracy"],
+                "train_seconds": progress.train_seconds, "best": improved,
+            })
+            stop_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
+            progress.epoch += 1
+            progress.step_in_epoch = progress.epoch_seen = progress.epoch_correct = 0
+            progress.epoch_loss = 0.0
+            save_checkpoint()
+    if bar is not None:
+        bar.close()
+
+    # --- the best model, once, on the test split -----------------------------------------------
+    model.load_state_dict(load_torch(run.file(WEIGHTS)))
+    test = classification_metrics(split_logits(model, encoded["test"], device, tc.max_tokens), encoded["test"].labels)
+    _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
+    progress.finished = True
+    save_checkpoint()
+    summary = {
+        "run_dir": str(run.path),
+        "recipe": config.recipe,
+        "architecture": config.architecture,
+        "best_validation_accuracy": progress.best_accuracy,
+        "best_epoch": progress.best_epoch,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "epochs": progress.epoch,
+        "steps": progress.global_step,
+        "stopped_early": stop_early,
+        "seconds": round(progress.train_seconds, 2),
+        "tokens_per_second": round(progress.tokens / max(progress.train_seconds, 1e-9), 1),
+    }
+    write_curves(run)
+    write_card(run, summary)
+    return summary
+
+
+def _progress_bar(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True, desc="training")
