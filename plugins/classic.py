@@ -13,9 +13,16 @@ def build(hp: RecurrentHyperparameters, input_size: int):
     return CausalRNNEncoder(nn.LSTM(input_size, hp.hidden_size, hp.num_layers, batch_first=True, dropout=dropout))
 
 
+def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
+    from zoo.exporters.lowering import lower_lstm_stack
+
+    return lower_lstm_stack(graph, encoder.rnn, x, lengths)
+
+
 architecture = Architecture(
     name="classic",
     summary="LSTM, one direction (fused nn.LSTM)",
     hyperparameters=RecurrentHyperparameters,
     build=build,
+    lower_onnx=lower_onnx,
 )

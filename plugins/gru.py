@@ -13,9 +13,16 @@ def build(hp: RecurrentHyperparameters, input_size: int):
     return CausalRNNEncoder(nn.GRU(input_size, hp.hidden_size, hp.num_layers, batch_first=True, dropout=dropout))
 
 
+def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
+    from zoo.exporters.lowering import lower_gru_stack
+
+    return lower_gru_stack(graph, encoder.rnn, x, lengths)
+
+
 architecture = Architecture(
     name="gru",
     summary="GRU, one direction, PyTorch semantics (fused nn.GRU)",
     hyperparameters=RecurrentHyperparameters,
     build=build,
+    lower_onnx=lower_onnx,
 )

@@ -61,11 +61,12 @@ def evaluation_batches(lengths: np.ndarray, batch_size: int, max_batch_tokens: i
 
 def collate(split: EncodedSplit, indices: np.ndarray, max_tokens: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """input_ids [B, T] int64 (pad 0), lengths [B] int64, labels [B] int64, for the reviews at `indices`."""
-    rows = [_truncate(split.ids(int(i)), max_tokens) for i in indices]
+    rows = [truncate(split.ids(int(i)), max_tokens) for i in indices]
     return pad_rows(rows) + (split.labels[indices],)
 
 
-def _truncate(ids: np.ndarray, max_tokens: int) -> np.ndarray:
+def truncate(ids: np.ndarray, max_tokens: int) -> np.ndarray:
+    """Head + tail: keep the first and last max_tokens / 2 tokens of a longer review (0: keep all)."""
     if not max_tokens or len(ids) <= max_tokens:
         return ids
     head = max_tokens - max_tokens // 2

@@ -205,5 +205,36 @@ def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as
             click.echo(f"{result['label']}\t{result['probability']:.4f}\t{preview[:70]}{'...' if len(preview) > 70 else ''}")
 
 
+@main.command("export")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--format", "format_name", default="onnx", show_default=True, help="An export format (see `zoo list`).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Output file (default RUN/model.onnx).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
+@click.option("--atol", type=click.FloatRange(min=0), default=None, help="Validation tolerance on logits (default 1e-4).")
+@data_option
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@user_errors
+def export_command(run: Path, format_name: str, output: Path | None, opset: int | None, atol: float | None,
+                   data: str | None, threads: int | None, as_json: bool) -> None:
+    """Export a trained run and validate it against PyTorch on real reviews."""
+    from zoo.errors import ExportError
+    from zoo.registry import exporters
+
+    keys = ("path", "max_abs_diff", "checked", "batch_sizes", "passed")
+    exporter = exporters().get(format_name)
+    try:
+        report = exporter.export(run, output, opset=opset, atol=atol, data=data, threads=threads)
+    except ExportError as exc:
+        if as_json and exc.report:
+            print_json({k: exc.report.get(k) for k in keys})
+        raise
+    if as_json:
+        print_json({k: report.get(k) for k in keys})
+        return
+    click.echo(f"exported {report['path']}: max |logit difference| {report['max_abs_diff']:.2e} over "
+               f"{report['checked']} checks at batch sizes {report['batch_sizes']} (passed)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -44,6 +44,22 @@ class Architecture:
         return self.hyperparameters()
 
 
+@dataclass(frozen=True)
+class Exporter:
+    """One export format, offered through the entry point group `zoo.exporters`.
+
+    `export(run_dir, output, **options) -> report` writes the exported model,
+    validates it, and returns a JSON-able report with at least `path` and
+    `passed`; it raises zoo.errors.ExportError when the export fails or misses
+    its tolerance. Options the CLI passes: opset, atol, data, threads.
+    """
+
+    name: str
+    summary: str
+    export: Callable[..., dict]
+    api_version: int = PLUGIN_API_VERSION
+
+
 class ContractError(Exception):
     """A plugin object that does not satisfy the contract."""
 

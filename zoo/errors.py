@@ -26,4 +26,8 @@ class CheckpointError(ZooError):
 
 
 class ExportError(ZooError):
-    """An export that failed or did not pass validation."""
+    """An export that failed or did not pass validation; `report` holds the validation figures, if any."""
+
+    def __init__(self, message: str, report: dict | None = None):
+        super().__init__(message)
+        self.report = report

@@ -23,7 +23,8 @@ def _set_threads(threads: int | None) -> None:
 def evaluate_run(run_path: Path, data: str | None, split: str, threads: int | None) -> dict:
     from zoo.data import load_imdb
     from zoo.encoded import encode_splits
-    from zoo.evaluate import classification_metrics, split_logits
+    from zoo.evaluate import split_logits
+    from zoo.metrics import classification_metrics
     from zoo.rundir import TOKENIZER, RunDir
     from zoo.tokenizer import Tokenizer
 
@@ -43,7 +44,8 @@ def predict_texts(model_path: Path, texts: list[str], threads: int | None = None
         from zoo.runtime import OnnxClassifier
 
         return OnnxClassifier(model_path, threads=threads).predict(texts)
-    from zoo.evaluate import predictions, text_logits
+    from zoo.evaluate import text_logits
+    from zoo.metrics import predictions
     from zoo.rundir import TOKENIZER, RunDir
     from zoo.tokenizer import Tokenizer
 

@@ -79,7 +79,7 @@ def _check_exporter(obj: Any, entry_name: str) -> Any:
         obj = obj()
     for attr in ("name", "summary", "export"):
         if not hasattr(obj, attr):
-            raise ContractError(f"exporter {obj!r} lacks {attr!r}; expected a zoo.exporters.base.Exporter")
+            raise ContractError(f"exporter {obj!r} lacks {attr!r}; expected a zoo.contract.Exporter")
     if obj.name != entry_name:
         raise ContractError(f"entry point name {entry_name!r} differs from the exporter's name {obj.name!r}")
     return obj

@@ -34,7 +34,8 @@ from zoo.config import RunConfig, TrainConfig
 from zoo.data import load_imdb
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, ConfigError, ZooError
-from zoo.evaluate import classification_metrics, split_logits
+from zoo.evaluate import split_logits
+from zoo.metrics import classification_metrics
 from zoo.model import build_classifier, count_parameters
 from zoo.report import write_card, write_curves
 from zoo.rundir import LAST, METRICS, TOKENIZER, WEIGHTS, RunDir, load_torch, save_torch

@@ -1,0 +1,139 @@
+"""ONNX export of each built-in: native lowering, parity with PyTorch, exactness, the runtime without torch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conftest import run_zoo
+from imdb_fixtures import write_hub_folder
+from zoo.errors import CheckpointError, ExportError
+from zoo.recipes import resolve
+from zoo.registry import exporters
+from zoo.train import TrainRequest, train
+
+TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
+        "train.lr=0.02", "train.epochs=1", "train.patience=0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE", str(root / "cache"))
+        yield str(write_hub_folder(root / "hub", train=2600, test=60))
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data, tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    made = {}
+    for arch, extra in (("classic", []), ("peephole", []), ("gru", ["num_layers=2"]), ("bilstm", ["num_layers=2"])):
+        made[arch] = base / arch
+        train(TrainRequest(resolve(arch, TINY + extra), data=tiny_data, out=made[arch], threads=1))
+    made["bilstm-last"] = base / "bilstm-last"
+    train(TrainRequest(resolve("bilstm-seed", TINY), data=tiny_data, out=made["bilstm-last"], threads=1))
+    return made
+
+
+def export(run, **options):
+    return exporters().get("onnx").export(run, **options)
+
+
+@pytest.mark.parametrize("arch", ["classic", "peephole", "gru", "bilstm", "bilstm-last"])
+def test_export_validates_against_pytorch(runs, arch):
+    report = export(runs[arch])
+    assert report["passed"] and report["max_abs_diff"] <= 1e-4 and report["reviews"] == 256 and report["checked"] > 500
+    assert report["lowering"] == "native"
+    model = onnx.load(report["path"])
+    onnx.checker.check_model(model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert set(meta) >= {"architecture", "recipe", "labels", "tokenizer_sha256", "normalization", "zoo_version", "opset"}
+    ops = {n.op_type for n in model.graph.node}
+    assert ops & {"LSTM", "GRU"}, ops
+    if arch == "gru":
+        gru = next(n for n in model.graph.node if n.op_type == "GRU")
+        assert any(a.name == "linear_before_reset" and a.i == 1 for a in gru.attribute)
+    if arch == "peephole":
+        lstm = next(n for n in model.graph.node if n.op_type == "LSTM")
+        assert len(lstm.input) == 8 and lstm.input[7]  # P is given
+
+
+@pytest.mark.parametrize("arch", ["classic", "peephole", "gru", "bilstm"])
+def test_onnx_matches_torch_on_unseen_lengths_and_is_padding_exact(runs, arch):
+    from zoo.batching import pad_rows
+    from zoo.rundir import RunDir
+    from zoo.runtime import OnnxClassifier
+
+    path = export(runs[arch])["path"]
+    runtime = OnnxClassifier(path)
+    model = RunDir.open(runs[arch]).load_model()
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 80, size=n) for n in (1, 5, 900, 2000)]  # far longer than any review seen
+    alone = np.array([runtime.logits_from_ids([r])[0] for r in rows])
+    batched = runtime.logits_from_ids(rows)
+    ids, lengths = pad_rows(rows)
+    padded = runtime.session.run(["logits"], {"input_ids": ids, "lengths": lengths})[0]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    assert np.abs(alone - reference).max() <= 1e-4
+    assert np.abs(padded - alone).max() <= 1e-5 and np.abs(batched - alone).max() <= 1e-5
+
+
+def test_runtime_and_cli_predict_without_torch(runs, tmp_path):
+    run = runs["bilstm"]
+    result = run_zoo("export", str(run), "--format", "onnx", "-o", str(tmp_path / "out" / "m.onnx"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"path", "max_abs_diff", "checked", "batch_sizes", "passed"} and report["passed"]
+    assert (tmp_path / "out" / "tokenizer.model").is_file()
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from zoo.cli import main\n"
+        "main()\n"
+    )
+    texts = ["wonderful superb brilliant", "awful boring dull terrible", ""]
+    onnx_run = subprocess.run([sys.executable, "-c", blocker, "predict", str(tmp_path / "out" / "m.onnx"), *texts, "--json"],
+                              capture_output=True, text=True)
+    assert onnx_run.returncode == 0, onnx_run.stderr
+    torch_run = run_zoo("predict", str(run), *texts, "--json")
+    onnx_rows = [json.loads(line) for line in onnx_run.stdout.splitlines()]
+    torch_rows = [json.loads(line) for line in torch_run.stdout.splitlines()]
+    assert [r["label"] for r in onnx_rows] == [r["label"] for r in torch_rows]
+    assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(onnx_rows, torch_rows))
+
+
+def test_failed_validation_keeps_a_marked_file_and_exits_non_zero(runs, tmp_path):
+    result = run_zoo("export", str(runs["classic"]), "-o", str(tmp_path / "strict.onnx"), "--atol", "0", "--json")
+    if result.returncode == 0:  # bit-exact parity happens; then a stricter check cannot fail
+        assert json.loads(result.stdout)["max_abs_diff"] == 0.0
+        return
+    assert "misses its tolerance" in result.stderr and "worst in" in result.stderr
+    assert json.loads(result.stdout)["passed"] is False
+    assert (tmp_path / "strict.failed.onnx").is_file() and not (tmp_path / "strict.onnx").exists()
+
+
+def test_bad_export_inputs(runs, tmp_path):
+    unknown = run_zoo("export", str(runs["gru"]), "--format", "tflite")
+    assert unknown.returncode != 0 and "onnx" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = run_zoo("export", str(tmp_path / "no-run"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    bad = run_zoo("predict", str(corrupt), "text")
+    assert bad.returncode != 0 and "not a loadable ONNX model" in bad.stderr and "Traceback" not in bad.stderr
+    from zoo.runtime import OnnxClassifier
+
+    with pytest.raises(CheckpointError):
+        OnnxClassifier(tmp_path / "absent.onnx")
+    with pytest.raises(ExportError, match="opset"):
+        export(runs["gru"], opset=9)

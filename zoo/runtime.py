@@ -1,0 +1,73 @@
+"""Inference on exported models with onnxruntime, numpy and sentencepiece only (no torch).
+
+    from zoo.runtime import OnnxClassifier
+    classifier = OnnxClassifier("model.onnx", threads=2)
+    classifier.predict(["great film", "dull"])  # [{"label": "pos", "probability": 0.97}, ...]
+
+The tokenizer is read from beside the .onnx file (the name in its metadata)
+and checked against the checksum the export recorded. Texts are normalized and
+truncated exactly as in training, then bucketed by length for throughput; each
+review's result does not depend on its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from zoo.batching import evaluation_batches, pad_rows, truncate
+from zoo.errors import CheckpointError
+from zoo.metrics import predictions
+from zoo.tokenizer import Tokenizer
+
+BATCH, BATCH_TOKENS = 64, 64 * 1024
+
+
+class OnnxClassifier:
+    def __init__(self, path: str | Path, threads: int | None = None, tokenizer: str | Path | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path} does not exist; export one with `zoo export RUN --format onnx`")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise CheckpointError(f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc}); "
+                                  "export it again") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if "tokenizer_sha256" not in self.metadata:
+            raise CheckpointError(f"{self.path} was not exported by the zoo (no tokenizer metadata)")
+        self.labels = json.loads(self.metadata.get("labels", '["neg", "pos"]'))
+        self.max_tokens = int(self.metadata.get("max_tokens", "0"))
+        tokenizer_path = Path(tokenizer) if tokenizer else self.path.with_name(self.metadata.get("tokenizer_file", "tokenizer.model"))
+        if not tokenizer_path.is_file():
+            raise CheckpointError(f"{tokenizer_path} is missing: the tokenizer must sit beside {self.path.name}")
+        if hashlib.sha256(tokenizer_path.read_bytes()).hexdigest() != self.metadata["tokenizer_sha256"]:
+            raise CheckpointError(f"{tokenizer_path} is not the tokenizer {self.path.name} was exported with "
+                                  "(checksum mismatch); copy the run's tokenizer.model beside it")
+        self.tokenizer = Tokenizer(tokenizer_path)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        rows = [truncate(np.asarray(ids, dtype=np.int64), self.max_tokens) for ids in self.tokenizer.encode(list(texts))]
+        return self.logits_from_ids(rows)
+
+    def logits_from_ids(self, rows: list[np.ndarray]) -> np.ndarray:
+        out = np.empty(len(rows), dtype=np.float64)
+        if not rows:
+            return out
+        lengths = np.array([max(len(r), 1) for r in rows])
+        for batch in evaluation_batches(lengths, BATCH, BATCH_TOKENS):
+            ids, lens = pad_rows([rows[i] for i in batch])
+            out[batch] = self.session.run(["logits"], {"input_ids": ids, "lengths": lens})[0]
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[dict]:
+        return predictions(self.logits(texts))
