@@ -1,0 +1,134 @@
+"""ONNX export benchmark: onnxruntime vs PyTorch eager throughput per architecture, and test-accuracy parity.
+
+Throughput: reviews/s on real test reviews at batch 1 and batch 64
+(length-bucketed batches), both engines on the same inputs and thread count,
+for each built-in at its recipe's size (weights do not change the speed). The
+median of --repeats runs is printed, with the ratio onnxruntime / torch.
+
+Parity (--run RUN): the trained run's accuracy on the full test split from
+PyTorch and from its exported model.onnx (exported first if missing).
+
+    python bench/export_onnx.py [--run runs/bench/bilstm-...] [--threads 2] [--reviews 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from zoo.batching import evaluation_batches, pad_rows
+from zoo.config import TokenizerConfig
+from zoo.data import load_imdb
+from zoo.encoded import encode_splits
+from zoo.exporters.onnx_export import native_graph
+from zoo.model import build_classifier
+from zoo.recipes import resolve
+from zoo.registry import architectures
+from zoo.tokenizer import tokenizer_for
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imdb"
+
+
+def session_for(model, threads: int, path: Path) -> ort.InferenceSession:
+    lower = architectures().get(model.arch_name).lower_onnx
+    onnx.save(native_graph(model, lower, 17, {}), str(path))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def reviews_per_second(run_batch, batches, repeats: int) -> float:
+    count = sum(len(b[1]) for b in batches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for ids, lengths in batches:
+            run_batch(ids, lengths)
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def throughput(args, test) -> None:
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(test), size=args.reviews, replace=False)
+    rows = [test.ids(int(i)).astype(np.int64) for i in chosen]
+    lengths = np.array([len(r) for r in rows])
+    by_size = {
+        1: [pad_rows([rows[i]]) for i in range(min(len(rows), args.reviews // 4))],
+        64: [pad_rows([rows[i] for i in b]) for b in evaluation_batches(lengths, 64)],
+    }
+    print(f"{'recipe':<10} {'batch':>5} {'torch rev/s':>12} {'ort rev/s':>10} {'ratio':>6}")
+    for recipe in ("classic", "peephole", "gru", "bilstm"):
+        config = resolve(recipe)
+        torch.manual_seed(0)
+        model = build_classifier(config, 8192).eval()
+        model.arch_name = config.architecture
+        with tempfile.TemporaryDirectory() as tmp:
+            session = session_for(model, args.threads, Path(tmp) / "m.onnx")
+
+            def run_torch(ids, lens):
+                with torch.no_grad():
+                    model(torch.from_numpy(ids), torch.from_numpy(lens))
+
+            def run_ort(ids, lens):
+                session.run(["logits"], {"input_ids": ids, "lengths": lens})
+
+            for size, batches in by_size.items():
+                batches = batches[:32] if recipe == "peephole" and size == 1 else batches
+                t = reviews_per_second(run_torch, batches, args.repeats)
+                o = reviews_per_second(run_ort, batches, args.repeats)
+                print(f"{recipe:<10} {size:>5} {t:>12,.1f} {o:>10,.1f} {o / t:>6.2f}", flush=True)
+
+
+def parity(run_path: Path, data: str) -> None:
+    from zoo.evaluate import split_logits
+    from zoo.exporters.onnx_export import export_onnx
+    from zoo.metrics import classification_metrics
+    from zoo.rundir import TOKENIZER, RunDir
+    from zoo.runtime import OnnxClassifier
+    from zoo.tokenizer import Tokenizer
+
+    run = RunDir.open(run_path)
+    onnx_path = run.path / "model.onnx"
+    if not onnx_path.exists():
+        print("export:", {k: v for k, v in export_onnx(run.path, data=data).items() if k != "worst"})
+    test = encode_splits(load_imdb(data), Tokenizer(run.file(TOKENIZER)), names=["test"])["test"]
+    torch_logits = split_logits(run.load_model(), test)
+    runtime = OnnxClassifier(onnx_path)
+    ort_logits = runtime.logits_from_ids([test.ids(i).astype(np.int64) for i in range(len(test))])
+    a = classification_metrics(torch_logits, test.labels)["accuracy"]
+    b = classification_metrics(ort_logits, test.labels)["accuracy"]
+    print(f"test accuracy: torch {100 * a:.3f}%, onnxruntime {100 * b:.3f}%, difference {100 * (b - a):+.3f} points; "
+          f"max |logit diff| {np.abs(torch_logits - ort_logits).max():.2e}; "
+          f"predictions that differ: {int(((torch_logits > 0) != (ort_logits > 0)).sum())}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(SHARED))
+    parser.add_argument("--run", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reviews", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.skip_throughput:
+        splits = load_imdb(args.data)
+        test = encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"]
+        throughput(args, test)
+    if args.run:
+        parity(args.run, args.data)
+
+
+if __name__ == "__main__":
+    main()
