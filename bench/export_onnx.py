@@ -20,30 +20,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 
 from zoo.batching import evaluation_batches, pad_rows
 from zoo.config import TokenizerConfig
 from zoo.data import load_imdb
 from zoo.encoded import encode_splits
-from zoo.exporters.onnx_export import native_graph
+from zoo.exporters.onnx_export import build_onnx, open_session
 from zoo.model import build_classifier
 from zoo.recipes import resolve
 from zoo.registry import architectures
 from zoo.tokenizer import tokenizer_for
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imdb"
-
-
-def session_for(model, threads: int, path: Path) -> ort.InferenceSession:
-    lower = architectures().get(model.arch_name).lower_onnx
-    onnx.save(native_graph(model, lower, 17, {}), str(path))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def reviews_per_second(run_batch, batches, repeats: int) -> float:
@@ -71,9 +60,9 @@ def throughput(args, test) -> None:
         config = resolve(recipe)
         torch.manual_seed(0)
         model = build_classifier(config, 8192).eval()
-        model.arch_name = config.architecture
         with tempfile.TemporaryDirectory() as tmp:
-            session = session_for(model, args.threads, Path(tmp) / "m.onnx")
+            build_onnx(model, architectures().get(config.architecture).lower_onnx, 17, {}, Path(tmp) / "m.onnx")
+            session = open_session(Path(tmp) / "m.onnx", args.threads)
 
             def run_torch(ids, lens):
                 with torch.no_grad():

@@ -93,6 +93,27 @@ def native_graph(model, lower, opset: int, metadata: dict[str, str]) -> onnx.Mod
                        [float_output("logits", ["batch"])], metadata)
 
 
+def build_onnx(model, lower, opset: int, metadata: dict[str, str], path: Path) -> dict[str, str]:
+    """Write `model` as checked ONNX to `path` (natively when `lower` is given, else torch.onnx); return the metadata."""
+    metadata = metadata | {"lowering": "native" if lower else "torch.onnx", "opset": str(opset)}
+    exported = native_graph(model, lower, opset, metadata) if lower else torch_onnx_graph(model, opset, metadata, path)
+    try:
+        onnx.checker.check_model(exported, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported graph fails onnx.checker: {exc}") from None
+    onnx.save(exported, str(path))
+    return metadata
+
+
+def open_session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def torch_onnx_graph(model, opset: int, metadata: dict[str, str], path: Path) -> onnx.ModelProto:
     """The generic path for plugins without a lowering: torch.onnx.export of the whole classifier."""
     ids = torch.randint(1, model.embedding.num_embeddings, (2, 12))
@@ -145,7 +166,12 @@ def validate(model, session, rows: list[np.ndarray], atol: float) -> dict:
         ids, lens = pad_rows([rows[i] for i in check.rows])
         with torch.no_grad():
             expected = model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
-        got = session.run(["logits"], {"input_ids": ids, "lengths": lens})[0]
+        try:
+            got = session.run(["logits"], {"input_ids": ids, "lengths": lens})[0]
+        except Exception as exc:
+            raise ExportError(f"onnxruntime fails on the export ({check.name}, batch padded to {int(lens.max())} "
+                              f"tokens): {type(exc).__name__}: {exc}. A Python loop over time is traced for one "
+                              "length only by torch.onnx; give the plugin a native lowering (Architecture.lower_onnx)") from None
         if got.shape != expected.shape:
             raise ExportError(f"onnxruntime returned logits of shape {got.shape} for {check.name}, expected {expected.shape}")
         diff = np.abs(got.astype(np.float64) - expected)
@@ -162,8 +188,6 @@ def validate(model, session, rows: list[np.ndarray], atol: float) -> dict:
 
 def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float | None = None,
                 data: str | None = None, threads: int | None = None) -> dict:
-    import onnxruntime as ort
-
     opset, atol = opset or DEFAULT_OPSET, DEFAULT_ATOL if atol is None else atol
     if not 14 <= opset <= 21:
         raise ExportError(f"--opset {opset}: supported opsets are 14 to 21")
@@ -178,17 +202,10 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     metadata = {
         "zoo_version": __version__, "architecture": config.architecture, "recipe": config.recipe,
         "labels": json.dumps(["neg", "pos"]), "tokenizer_sha256": tokenizer.sha256, "tokenizer_file": TOKENIZER,
-        "normalization": NORMALIZATION, "max_tokens": str(config.train.max_tokens), "opset": str(opset),
+        "normalization": NORMALIZATION, "max_tokens": str(config.train.max_tokens),
         "config": json.dumps(config.to_dict()),
     }
-    lower = architectures().get(config.architecture).lower_onnx
-    metadata["lowering"] = "native" if lower else "torch.onnx"
-    exported = native_graph(model, lower, opset, metadata) if lower else torch_onnx_graph(model, opset, metadata, path)
-    try:
-        onnx.checker.check_model(exported, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"the exported graph fails onnx.checker: {exc}") from None
-    onnx.save(exported, str(path))
+    metadata = build_onnx(model, architectures().get(config.architecture).lower_onnx, opset, metadata, path)
     if path.parent.resolve() != run.path.resolve():
         shutil.copyfile(run.file(TOKENIZER), path.parent / TOKENIZER)
 
@@ -201,10 +218,7 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     chosen = pick_reviews(validation.lengths, VALIDATION_REVIEWS)
     rows = [validation.ids(int(i)).astype(np.int64) for i in chosen]
     rows = [truncate(r, config.train.max_tokens) for r in rows]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    report = validate(model, session, rows, atol)
+    report = validate(model, open_session(path, threads), rows, atol)
     report |= {"path": str(path), "reviews": len(rows), "batch_sizes": [1, 7, 64], "atol": atol, "lowering": metadata["lowering"],
                "opset": opset}
     if not report["passed"]:

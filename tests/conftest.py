@@ -54,3 +54,34 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("ZOO_DISABLE_PLUGINS", raising=False)
     monkeypatch.setattr(zoo.registry, "_registries", {})
     return site
+
+
+def build_wheel(source: Path, out: Path) -> Path:
+    """pip wheel a project folder (no deps, no build isolation: offline and fast)."""
+    before = set(out.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+                   check=True, capture_output=True)
+    (made,) = set(out.glob("*.whl")) - before
+    return made
+
+
+def make_venv(where: Path, wheels: list[Path]) -> Path:
+    """A fresh venv with `wheels` installed (no deps); the dependencies (torch, ...) come from this
+    environment's site-packages, appended after the venv's own. Returns the venv's bin folder."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False).create(where)
+    python = where / "bin" / "python"
+    site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                   text=True).strip()
+    (Path(site) / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    if wheels:
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                        *map(str, wheels)], check=True, capture_output=True)
+    return where / "bin"
+
+
+@pytest.fixture(scope="session")
+def zoo_wheel(tmp_path_factory) -> Path:
+    return build_wheel(ROOT, tmp_path_factory.mktemp("zoo-wheel"))

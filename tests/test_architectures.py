@@ -1,34 +1,17 @@
-"""All four built-ins: shapes, padding-exactness, gradients reaching every parameter."""
+"""All four built-ins through the same contract checks a third-party plugin runs (zoo.testing)."""
 
 import pytest
 import torch
 
-from zoo.config import ClassifierConfig, RunConfig
-from zoo.model import build_classifier
+from zoo import testing
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
 from zoo.registry import architectures
 
 BUILTINS = ["classic", "peephole", "gru", "bilstm"]
-VOCAB = 50
 
 
-def small_model(arch: str, layers: int = 1, pooling: str = "max+mean+last") -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = RunConfig(arch, arch, RecurrentHyperparameters(hidden_size=8, num_layers=layers, dropout=0.1),
-                       ClassifierConfig(embedding_dim=6, pooling=pooling, head_hidden=5))
-    return build_classifier(config, VOCAB).eval()
-
-
-def random_review(length: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(1, VOCAB, (length,), generator=generator)
-
-
-def pad(reviews: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(r) for r in reviews])
-    ids = torch.zeros(len(reviews), int(lengths.max()), dtype=torch.long)
-    for row, review in enumerate(reviews):
-        ids[row, : len(review)] = review
-    return ids, lengths
+def hp(layers: int = 1) -> RecurrentHyperparameters:
+    return RecurrentHyperparameters(hidden_size=8, num_layers=layers, dropout=0.1)
 
 
 def test_builtins_are_discovered_through_entry_points():
@@ -43,51 +26,52 @@ def test_builtins_are_discovered_through_entry_points():
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_padding_exact(arch, layers):
-    """A review's logit alone equals its logit batched with a 3x longer one (and in any row)."""
-    model = small_model(arch, layers)
-    g = torch.Generator().manual_seed(1)
-    review, longer = random_review(13, g), random_review(39, g)
-    with torch.no_grad():
-        alone = model(*pad([review]))
-        first = model(*pad([review, longer]))[0]
-        second = model(*pad([longer, review]))[1]
-    assert torch.allclose(alone[0], first, atol=1e-5, rtol=0), (alone, first)
-    assert torch.allclose(alone[0], second, atol=1e-5, rtol=0), (alone, second)
+    testing.assert_padding_exact(architectures().get(arch), hp(layers))
 
 
 @pytest.mark.parametrize("arch", BUILTINS)
-def test_encoder_outputs_zero_at_padding_and_shapes(arch):
-    model = small_model(arch)
-    g = torch.Generator().manual_seed(2)
-    ids, lengths = pad([random_review(n, g) for n in (3, 10, 7)])
-    with torch.no_grad():
-        outputs = model.encoder(model.embedding(ids), lengths)
-        logits = model(ids, lengths)
-    assert outputs.shape == (3, 10, model.encoder.output_size)
-    assert logits.shape == (3,)
-    for row, n in enumerate(lengths.tolist()):
-        if n < 10:
-            assert outputs[row, n:].abs().max().item() == 0.0
-        assert outputs[row, :n].abs().sum() > 0
+def test_shapes_and_zero_padding(arch):
+    testing.assert_shapes_and_zero_padding(architectures().get(arch), hp())
 
 
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_gradients_reach_every_parameter(arch):
-    model = small_model(arch, layers=2).train()
-    g = torch.Generator().manual_seed(3)
-    ids, lengths = pad([random_review(n, g) for n in (5, 12, 9, 1)])
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, lengths), torch.tensor([1.0, 0.0, 1.0, 0.0]))
-    loss.backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None, name
-        assert param.grad.abs().sum() > 0, name
+    testing.assert_gradients_reach_every_parameter(architectures().get(arch), hp(2))
+
+
+@pytest.mark.parametrize("arch", BUILTINS)
+def test_onnx_lowering_parity(arch):
+    report = testing.assert_onnx_parity(architectures().get(arch), hp(2))
+    assert report["max_abs_diff"] <= 1e-5
+
+
+def test_a_padding_leak_is_caught():
+    """The checks can fail: an unmasked backward LSTM is not padding-exact."""
+    from torch import nn
+
+    from zoo.contract import Architecture
+
+    class LeakyBiLSTM(nn.Module):
+        bidirectional = True
+
+        def __init__(self, size):
+            super().__init__()
+            self.rnn, self.output_size = nn.LSTM(size, 4, batch_first=True, bidirectional=True), 8
+
+        def forward(self, x, lengths):
+            return self.rnn(x)[0]
+
+    leaky = Architecture("leaky", "leaks", RecurrentHyperparameters, lambda h, size: LeakyBiLSTM(size))
+    with pytest.raises(AssertionError, match="not padding-exact"):
+        testing.assert_padding_exact(leaky)
+    with pytest.raises(AssertionError, match="not zero past"):
+        testing.assert_shapes_and_zero_padding(leaky)
 
 
 def test_bilstm_last_pooling_reads_backward_direction_at_first_step():
     """The seed's Bidirectional(LSTM) returns forward h at the end and backward h at step 0."""
-    model = small_model("bilstm", pooling="last")
-    g = torch.Generator().manual_seed(4)
-    ids, lengths = pad([random_review(6, g), random_review(11, g)])
+    model = testing.small_classifier(architectures().get("bilstm"), hp(), pooling="last")
+    ids, lengths = testing.padded(testing.random_reviews([6, 11]))
     with torch.no_grad():
         outputs = model.encoder(model.embedding(ids), lengths)
         pooled = model.pooling(outputs, lengths)

@@ -221,19 +221,26 @@ def export_command(run: Path, format_name: str, output: Path | None, opset: int 
     from zoo.errors import ExportError
     from zoo.registry import exporters
 
-    keys = ("path", "max_abs_diff", "checked", "batch_sizes", "passed")
     exporter = exporters().get(format_name)
     try:
         report = exporter.export(run, output, opset=opset, atol=atol, data=data, threads=threads)
     except ExportError as exc:
         if as_json and exc.report:
-            print_json({k: exc.report.get(k) for k in keys})
+            print_json(_export_summary(exc.report))
         raise
     if as_json:
-        print_json({k: report.get(k) for k in keys})
-        return
-    click.echo(f"exported {report['path']}: max |logit difference| {report['max_abs_diff']:.2e} over "
-               f"{report['checked']} checks at batch sizes {report['batch_sizes']} (passed)")
+        print_json(_export_summary(report))
+    elif "max_abs_diff" in report:
+        click.echo(f"exported {report['path']}: max |logit difference| {report['max_abs_diff']:.2e} over "
+                   f"{report['checked']} checks at batch sizes {report['batch_sizes']} (passed)")
+    else:
+        click.echo(f"exported {report.get('path')}")
+
+
+def _export_summary(report: dict) -> dict:
+    """The documented JSON fields of an export report (a plugin's report is shown whole)."""
+    keys = ("path", "max_abs_diff", "checked", "batch_sizes", "passed")
+    return {k: report[k] for k in keys if k in report} or report
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,7 +57,7 @@ def load_recipes(path: Path | None = None) -> dict[str, Recipe]:
 
 def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """The full run config for a recipe or architecture name, with `--set` overrides applied."""
-    from zoo.registry import architectures
+    from zoo.registry import architectures, disabled_hint
 
     recipes = load_recipes()
     registry = architectures()
@@ -68,7 +68,7 @@ def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig
     else:
         raise UnknownNameError(
             f"unknown recipe or architecture {name!r}; recipes: {', '.join(recipes) or 'none'}; "
-            f"architectures: {', '.join(registry.names()) or 'none'} (see `zoo list`)"
+            f"architectures: {', '.join(registry.names()) or 'none'} (see `zoo list`){disabled_hint()}"
         )
     arch = registry.get(recipe.architecture)
     extra = parse_overrides(list(overrides), arch.hyperparameters)

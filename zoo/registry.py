@@ -39,6 +39,11 @@ def plugins_disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def disabled_hint() -> str:
+    """A note for 'unknown name' errors while third-party plugins are hidden."""
+    return f" ({DISABLE_ENV} is set: third-party plugins are hidden)" if plugins_disabled() else ""
+
+
 @dataclass(frozen=True)
 class Provider:
     """One distribution's entry point for a name (metadata only, nothing imported)."""
@@ -170,8 +175,7 @@ class Registry:
 
     def _unknown(self, name: str) -> UnknownNameError:
         available = ", ".join(self.names()) or "none"
-        hint = f" ({DISABLE_ENV} is set: third-party plugins are hidden)" if plugins_disabled() else ""
-        return UnknownNameError(f"unknown {_KIND[self.group]} {name!r}; available: {available}{hint}")
+        return UnknownNameError(f"unknown {_KIND[self.group]} {name!r}; available: {available}{disabled_hint()}")
 
 
 _registries: dict[str, Registry] = {}

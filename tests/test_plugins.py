@@ -1,0 +1,196 @@
+"""Third-party plugin packages as real wheels in a temporary venv: the example trains and exports;
+broken, contract-breaking, incompatible and conflicting ones are isolated; exporters are plugins too."""
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, build_wheel, make_venv
+from imdb_fixtures import write_hub_folder
+
+TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
+        "train.lr=0.02", "train.epochs=1"]
+
+BAD_PACKAGES = {
+    "zoo-broken-import": ("zoo_broken_import", "import tensorflow_that_is_not_installed\n", "broken"),
+    "zoo-no-build": ("zoo_no_build", textwrap.dedent("""
+        from dataclasses import dataclass
+        @dataclass
+        class Hyper:
+            size: int = 4
+        class NotAnArchitecture:
+            name, summary, hyperparameters = "nobuild", "forgot build", Hyper
+        architecture = NotAnArchitecture()
+    """), "nobuild"),
+    "zoo-from-the-future": ("zoo_from_the_future", textwrap.dedent("""
+        from zoo.contract import Architecture
+        from zoo_resgru import build, ResGRUHyperparameters
+        architecture = Architecture(name="future", summary="API 99", hyperparameters=ResGRUHyperparameters,
+                                    build=build, api_version=99)
+    """), "future"),
+    "zoo-shadow-classic": ("zoo_shadow_classic", textwrap.dedent("""
+        from zoo.contract import Architecture
+        from zoo_resgru import build, ResGRUHyperparameters
+        architecture = Architecture(name="classic", summary="not the real one", hyperparameters=ResGRUHyperparameters,
+                                    build=build)
+    """), "classic"),
+}
+
+NPZ_EXPORTER = textwrap.dedent('''
+    """Exports a run's best weights as a numpy .npz archive."""
+    from zoo.contract import Exporter
+
+    def export(run_dir, output=None, **options):
+        from pathlib import Path
+        import numpy as np
+        import torch
+        state = torch.load(Path(run_dir) / "model.pt", weights_only=True)
+        path = Path(output) if output else Path(run_dir) / "weights.npz"
+        np.savez(path, **{k: v.numpy() for k, v in state.items()})
+        return {"path": str(path), "passed": True, "arrays": len(state)}
+
+    exporter = Exporter(name="npz", summary="weights as a numpy archive", export=export)
+''')
+
+
+def write_package(root: Path, dist: str, module: str, source: str, group: str, name: str) -> Path:
+    folder = root / dist
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "{dist}"
+        version = "0.3.0"
+        [project.entry-points."{group}"]
+        {name} = "{module}:{'exporter' if group == 'zoo.exporters' else 'architecture'}"
+        [tool.setuptools]
+        py-modules = ["{module}"]
+    """))
+    (folder / f"{module}.py").write_text(source)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def plugin_venv(zoo_wheel, tmp_path_factory):
+    root = tmp_path_factory.mktemp("plugins")
+    wheels = root / "wheels"
+    wheels.mkdir()
+    built = [zoo_wheel, build_wheel(ROOT / "examples" / "zoo-resgru", wheels)]
+    for dist, (module, source, name) in BAD_PACKAGES.items():
+        built.append(build_wheel(write_package(root / "src", dist, module, source, "zoo.architectures", name), wheels))
+    built.append(build_wheel(write_package(root / "src", "zoo-npz", "zoo_npz", NPZ_EXPORTER, "zoo.exporters", "npz"), wheels))
+    bin_dir = make_venv(root / "venv", built)
+    data = write_hub_folder(root / "data", train=300, test=60)
+    return bin_dir, str(data), root
+
+
+def zoo(plugin_venv, *args, env=None):
+    bin_dir, _, root = plugin_venv
+    full_env = {k: v for k, v in os.environ.items() if k != "ZOO_DISABLE_PLUGINS"}
+    full_env |= {"ZOO_CACHE": str(root / "cache")} | (env or {})
+    return subprocess.run([str(bin_dir / "zoo"), *args], capture_output=True, text=True, env=full_env, cwd=root,
+                          timeout=600)
+
+
+def test_list_shows_every_plugin_with_its_status(plugin_venv):
+    result = zoo(plugin_venv, "list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
+    assert rows[("architecture", "resgru")]["status"] == "ok"
+    assert rows[("architecture", "resgru")]["distribution"] == "zoo-resgru 0.1.0"
+    assert rows[("architecture", "broken")]["status"] == "broken"
+    assert "tensorflow_that_is_not_installed" in rows[("architecture", "broken")]["error"]
+    assert rows[("architecture", "nobuild")]["status"] == "broken"
+    assert rows[("architecture", "future")]["status"] == "incompatible"
+    conflict = rows[("architecture", "classic")]
+    assert conflict["status"] == "conflict"
+    assert "recurrent-model-zoo" in conflict["error"] and "zoo-shadow-classic" in conflict["error"]
+    assert rows[("exporter", "npz")]["status"] == "ok" and rows[("exporter", "onnx")]["status"] == "ok"
+
+
+@pytest.mark.parametrize("name,distribution", [("broken", "zoo-broken-import"), ("nobuild", "zoo-no-build"),
+                                                ("future", "zoo-from-the-future"), ("classic", "zoo-shadow-classic")])
+def test_training_a_bad_plugin_fails_cleanly_naming_its_distribution(plugin_venv, name, distribution):
+    _, data, _ = plugin_venv
+    result = zoo(plugin_venv, "train", name, "--data", data)
+    assert result.returncode != 0
+    assert result.stderr.startswith("Error:") and distribution in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert zoo(plugin_venv, "info", "gru").returncode == 0  # every other command still works
+
+
+def test_disable_plugins_hides_third_parties(plugin_venv):
+    result = zoo(plugin_venv, "list", "--json", env={"ZOO_DISABLE_PLUGINS": "1"})
+    rows = {(r["kind"], r["name"]): r for r in json.loads(result.stdout)}
+    assert ("architecture", "resgru") not in rows and ("exporter", "npz") not in rows
+    assert rows[("architecture", "classic")]["status"] == "ok"
+    assert "ZOO_DISABLE_PLUGINS" in zoo(plugin_venv, "info", "resgru", env={"ZOO_DISABLE_PLUGINS": "1"}).stderr
+
+
+def test_example_plugin_trains_exports_and_predicts(plugin_venv):
+    _, data, root = plugin_venv
+    run = root / "runs" / "resgru"
+    trained = zoo(plugin_venv, "train", "resgru", "--data", data, "--out", str(run), "--threads", "1",
+                  *[f"--set={s}" for s in TINY], "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert 0 <= json.loads(trained.stdout.splitlines()[-1])["test_accuracy"] <= 1
+    exported = zoo(plugin_venv, "export", str(run), "--format", "onnx", "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["passed"]
+    predicted = zoo(plugin_venv, "predict", str(run / "model.onnx"), "wonderful superb", "--json")
+    assert predicted.returncode == 0 and json.loads(predicted.stdout)["label"] in ("pos", "neg")
+    npz = zoo(plugin_venv, "export", str(run), "--format", "npz", "--json")
+    assert npz.returncode == 0, npz.stderr
+    assert json.loads(npz.stdout)["passed"] and (run / "weights.npz").is_file()
+    unknown = zoo(plugin_venv, "export", str(run), "--format", "tflite")
+    assert unknown.returncode != 0 and "npz" in unknown.stderr and "onnx" in unknown.stderr
+
+
+def test_example_plugin_passes_its_own_contract_suite(plugin_venv):
+    bin_dir, _, root = plugin_venv
+    result = subprocess.run([str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(ROOT / "examples" / "zoo-resgru" / "tests")], capture_output=True, text=True, cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_loop_plugin_without_lowering_fails_export_with_a_clear_error(tmp_path, monkeypatch):
+    """A Python loop over time traces to one length under torch.onnx: validation must catch it."""
+    from dataclasses import dataclass
+
+    import torch
+    from torch import nn
+
+    from zoo import testing
+    from zoo.contract import Architecture
+    from zoo.errors import ExportError
+
+    class LoopRNN(nn.Module):
+        bidirectional = False
+
+        def __init__(self, size):
+            super().__init__()
+            self.cell, self.output_size = nn.RNNCell(size, 4), 4
+
+        def forward(self, x, lengths):
+            h, out = x.new_zeros(x.shape[0], 4), []
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+                out.append(h)
+            valid = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+            return torch.stack(out, 1) * valid.unsqueeze(-1)
+
+    @dataclass
+    class Hyper:
+        size: int = 4
+
+    loop = Architecture("loop", "python loop", Hyper, lambda hp, size: LoopRNN(size))
+    testing.assert_padding_exact(loop)
+    with pytest.raises((ExportError, AssertionError)) as caught:
+        testing.assert_onnx_parity(loop)
+    assert "native lowering" in str(caught.value) or "differs from PyTorch" in str(caught.value)

@@ -1,0 +1,107 @@
+"""Contract checks an architecture plugin can run against itself, and the zoo runs against its built-ins.
+
+    from zoo.testing import check_architecture
+    from my_plugin import architecture
+
+    def test_contract():
+        check_architecture(architecture)          # shapes, zero padding, padding-exactness, gradients, ONNX parity
+
+Each check raises AssertionError with what broke. They build a small
+classifier (the zoo's embedding, pooling and head around the plugin's encoder),
+so they take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.config import ClassifierConfig, RunConfig
+from zoo.contract import Architecture
+from zoo.model import Classifier
+
+VOCAB = 50
+
+
+def small_classifier(architecture: Architecture, hyperparameters: Any = None, *, pooling: str = "max+mean+last",
+                     embedding_dim: int = 6, seed: int = 0) -> Classifier:
+    torch.manual_seed(seed)
+    hp = hyperparameters if hyperparameters is not None else architecture.default_hyperparameters()
+    config = RunConfig("test", architecture.name, hp, ClassifierConfig(embedding_dim=embedding_dim, pooling=pooling, head_hidden=5))
+    encoder = architecture.build(hp, embedding_dim)
+    assert isinstance(encoder, torch.nn.Module), "build() must return a torch.nn.Module"
+    assert isinstance(getattr(encoder, "output_size", None), int), "the encoder needs an int `output_size`"
+    return Classifier(encoder, VOCAB, config).eval()
+
+
+def random_reviews(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, VOCAB, size=n) for n in lengths]
+
+
+def padded(reviews: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    from zoo.batching import pad_rows
+
+    ids, lengths = pad_rows(reviews)
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
+def assert_shapes_and_zero_padding(architecture: Architecture, hyperparameters: Any = None) -> None:
+    model = small_classifier(architecture, hyperparameters)
+    ids, lengths = padded(random_reviews([3, 10, 7]))
+    with torch.no_grad():
+        outputs = model.encoder(model.embedding(ids), lengths)
+        logits = model(ids, lengths)
+    assert tuple(outputs.shape) == (3, 10, model.encoder.output_size), f"encoder outputs have shape {tuple(outputs.shape)}"
+    assert tuple(logits.shape) == (3,), f"logits have shape {tuple(logits.shape)}"
+    for row, n in enumerate(lengths.tolist()):
+        assert outputs[row, n:].abs().sum().item() == 0.0, f"row {row}: outputs are not zero past its length {n}"
+
+
+def assert_padding_exact(architecture: Architecture, hyperparameters: Any = None, atol: float = 1e-5) -> None:
+    """A review's logit alone equals its logit batched with a 3x longer review, in either row."""
+    model = small_classifier(architecture, hyperparameters)
+    review, longer = random_reviews([13, 39], seed=1)
+    with torch.no_grad():
+        alone = model(*padded([review]))[0]
+        first = model(*padded([review, longer]))[0]
+        second = model(*padded([longer, review]))[1]
+    for name, value in (("first", first), ("second", second)):
+        assert abs(float(alone - value)) <= atol, (
+            f"not padding-exact: logit {float(alone):.6f} alone, {float(value):.6f} as the {name} row beside a longer review")
+
+
+def assert_gradients_reach_every_parameter(architecture: Architecture, hyperparameters: Any = None) -> None:
+    model = small_classifier(architecture, hyperparameters).train()
+    ids, lengths = padded(random_reviews([5, 12, 9, 1], seed=2))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(ids, lengths), torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+
+def assert_onnx_parity(architecture: Architecture, hyperparameters: Any = None, atol: float = 1e-4) -> dict:
+    """Export through the path the zoo would take (native lowering or torch.onnx) and compare with onnxruntime."""
+    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, open_session, validate
+
+    model = small_classifier(architecture, hyperparameters)
+    rows = [r.astype(np.int64) for r in random_reviews(list(range(1, 81)) + [150, 300, 600], seed=3)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        build_onnx(model, architecture.lower_onnx, DEFAULT_OPSET, {}, path)
+        report = validate(model, open_session(path), rows, atol)
+    assert report["passed"], f"ONNX differs from PyTorch by {report['max_abs_diff']:.3g} > {atol}: {report['worst']}"
+    return report
+
+
+def check_architecture(architecture: Architecture, hyperparameters: Any = None, *, onnx: bool = True) -> None:
+    """Every contract check; `onnx=False` skips the export parity check."""
+    assert_shapes_and_zero_padding(architecture, hyperparameters)
+    assert_padding_exact(architecture, hyperparameters)
+    assert_gradients_reach_every_parameter(architecture, hyperparameters)
+    if onnx:
+        assert_onnx_parity(architecture, hyperparameters)
