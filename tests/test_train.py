@@ -75,6 +75,26 @@ def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_keeps_the_step_budget(tiny_data, tmp_path):
+    """--max-steps shapes the LR schedule, so a resumed run must keep the original budget."""
+    class Killed(BaseException):
+        pass
+
+    def kill_at(step):
+        if step == 12:
+            raise Killed
+
+    config = resolve("bilstm", TINY + ["train.schedule=cosine"])
+    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1, max_steps=19))
+    with pytest.raises(Killed):
+        train(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1, max_steps=19), step_callback=kill_at)
+    resumed = train(TrainRequest(None, resume=tmp_path / "cut", threads=1))
+    assert resumed["steps"] == 19 and resumed["test_accuracy"] == reference["test_accuracy"]
+    mine = without_times(json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())
+    theirs = without_times(json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
+    assert mine == theirs
+
+
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tiny_run, tmp_path):
     out = tmp_path / "interrupted"
 

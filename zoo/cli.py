@@ -144,8 +144,8 @@ def train_command(name: str | None, data: str | None, out: Path | None, epochs: 
     overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
     if resume is None and name is None:
         raise ConfigError("name a recipe or architecture to train (see `zoo list`), or --resume a run directory")
-    if resume is not None and (name is not None or overrides or out is not None):
-        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out and overrides")
+    if resume is not None and (name is not None or overrides or out is not None or max_steps is not None):
+        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out, --max-steps and overrides")
     from zoo.recipes import resolve
 
     config = resolve(name, overrides) if resume is None else None

@@ -185,8 +185,8 @@ def _load_from_hub(dataset_id: str) -> dict:
 
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     if not offline and not _hub_reachable():
-        raise DataError(f"cannot reach the Hugging Face Hub to download {dataset_id}; {_HINT}, "
-                        "for example --data ../shared/datasets/imdb")
+        raise DataError(f"cannot reach the Hugging Face Hub to download {dataset_id} (and no local path "
+                        f"{dataset_id} exists); {_HINT}, for example --data ../shared/datasets/imdb")
     try:
         return dict(datasets.load_dataset(dataset_id))
     except Exception as exc:

@@ -177,6 +177,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
         config = run.config()
         info = run.read_info()
         data_source = request.data or info.get("data", {}).get("source")
+        max_steps = info.get("max_steps")  # the step budget is part of the run (it shapes the LR schedule)
         checkpoint = load_torch(run.file(LAST))
         progress = Progress(**checkpoint["progress"])
         if progress.finished:
@@ -184,7 +185,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     else:
         config = request.config
         run = _new_run_dir(config, request.out)
-        data_source, checkpoint, progress = request.data, None, Progress()
+        data_source, max_steps, checkpoint, progress = request.data, request.max_steps, None, Progress()
     tc = config.train
 
     # --- data: splits, tokenizer trained on train only, encoded splits ------------------------
@@ -205,7 +206,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     lengths = truncated_lengths(train_split.lengths, tc.max_tokens)
     sampler = BucketBatchSampler(lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
     steps_per_epoch = len(sampler.epoch_batches(0))
-    total_steps = min(tc.epochs * steps_per_epoch, request.max_steps or sys.maxsize)
+    total_steps = min(tc.epochs * steps_per_epoch, max_steps or sys.maxsize)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -216,7 +217,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
             handle.truncate(progress.metrics_bytes)
     else:
         run.write_info({
-            "config": config.to_dict(), "seed": tc.seed, "parameters": count_parameters(model),
+            "config": config.to_dict(), "seed": tc.seed, "max_steps": max_steps, "parameters": count_parameters(model),
             "data": {"source": _absolute_if_local(splits.source), "fingerprint": splits.fingerprint,
                      "rows": {name: len(split) for name, split in encoded.items()}},
             "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
