@@ -37,11 +37,10 @@ def run_recipe(recipe: str, data: str, out: Path, extra: list[str]) -> dict:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     reached = [r["train_seconds"] for r in records
                if r["type"] in ("validation", "epoch") and r.get("accuracy", r.get("validation_accuracy", 0)) >= 0.85]
-    epochs = [r for r in records if r["type"] == "epoch" and r["complete"]]
     return summary | {
         "wall_seconds": round(wall, 1),
         "seconds_to_85": round(min(reached), 1) if reached else None,
-        "seconds_per_epoch": round(summary["seconds"] / max(len(epochs), 1), 1),
+        "seconds_per_epoch": round(summary["seconds"] / max(summary["epochs"], 1), 1),
         "command": "zoo train " + " ".join([recipe, "--data", data, *extra]),
     }
 

@@ -78,3 +78,19 @@ def test_bilstm_last_pooling_reads_backward_direction_at_first_step():
     half = model.encoder.output_size // 2
     assert torch.equal(pooled[0, :half], outputs[0, 5, :half])
     assert torch.equal(pooled[0, half:], outputs[0, 0, half:])
+
+
+def test_keras_init_matches_the_seed_tutorials_initializers():
+    from zoo.recipes import resolve
+    from zoo.model import build_classifier
+
+    model = build_classifier(resolve("bilstm-seed"), 100)
+    embedding = model.embedding.weight
+    assert embedding.abs().max() <= 0.05 and embedding[0].abs().sum() == 0
+    lstm = model.encoder.forward_layers[0]
+    hidden = lstm.hidden_size
+    assert torch.equal(lstm.bias_ih_l0[hidden:2 * hidden], torch.ones(hidden))  # unit forget bias
+    assert lstm.bias_hh_l0.abs().sum() == 0 and lstm.bias_ih_l0[:hidden].abs().sum() == 0
+    recurrent = lstm.weight_hh_l0  # [4H, H] with orthonormal columns
+    assert torch.allclose(recurrent.T @ recurrent, torch.eye(hidden), atol=1e-5)
+    assert all(layer.bias.abs().sum() == 0 for layer in model.head if isinstance(layer, torch.nn.Linear))

@@ -30,8 +30,11 @@ class ClassifierConfig:
     pooling: str = "max+mean+last"  # any of max, mean, last joined with "+"
     head_hidden: int = 64  # 0: a single linear layer
     head_dropout: float = 0.0
+    init: str = "torch"  # "keras": Keras' initializers (see zoo.model.keras_init), as in the seed tutorial
 
     def __post_init__(self) -> None:
+        if self.init not in ("torch", "keras"):
+            raise ValueError(f"init must be torch or keras, got {self.init!r}")
         parts = self.pooling.split("+")
         if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pooling must join distinct items of {', '.join(POOLINGS)} with '+', got {self.pooling!r}")

@@ -60,11 +60,44 @@ class Classifier(nn.Module):
             )
         else:
             self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Linear(pooled, 1))
+        if c.init == "keras":
+            keras_init(self)
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
         outputs = self.encoder(x, lengths)
         return self.head(self.pooling(outputs, lengths)).squeeze(-1)
+
+
+@torch.no_grad()
+def keras_init(model: nn.Module) -> None:
+    """Keras' default initializers, which the seed tutorial trained with.
+
+    Embedding uniform(-0.05, 0.05); Dense glorot-uniform kernels, zero biases;
+    LSTM / GRU glorot-uniform input kernels, orthogonal recurrent kernels, zero
+    biases except LSTM forget gates at 1 (unit_forget_bias). Modules other than
+    nn.Embedding, nn.Linear, nn.LSTM and nn.GRU keep their own initialization.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            nn.init.uniform_(module.weight, -0.05, 0.05)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LSTM, nn.GRU)):
+            for name, param in module.named_parameters():
+                if name.startswith("weight_ih"):
+                    nn.init.xavier_uniform_(param)
+                elif name.startswith("weight_hh"):
+                    nn.init.orthogonal_(param)
+                else:
+                    nn.init.zeros_(param)
+                    if isinstance(module, nn.LSTM) and name.startswith("bias_ih"):
+                        hidden = module.hidden_size
+                        param[hidden:2 * hidden] = 1.0  # PyTorch's gate order: i, f, g, o
 
 
 def build_classifier(config: RunConfig, vocab_size: int) -> Classifier:

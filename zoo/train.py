@@ -205,8 +205,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     optimizer = make_optimizer(model, tc)
     lengths = truncated_lengths(train_split.lengths, tc.max_tokens)
     sampler = BucketBatchSampler(lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
-    steps_per_epoch = len(sampler.epoch_batches(0))
-    total_steps = min(tc.epochs * steps_per_epoch, max_steps or sys.maxsize)
+    planned = sum(len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs))  # batch counts vary a little
+    total_steps = min(planned, max_steps or sys.maxsize)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
