@@ -19,7 +19,6 @@ from torch import nn
 
 from zoo.config import RunConfig, ClassifierConfig
 from zoo.model import Classifier, build_classifier
-from zoo.plugins.encoders import CausalRNNEncoder
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
 
 VOCAB, EMBED, HIDDEN, BATCH = 8192, 64, 64, 64

@@ -26,10 +26,11 @@ from zoo.batching import evaluation_batches, pad_rows
 from zoo.config import TokenizerConfig
 from zoo.data import load_imdb
 from zoo.encoded import encode_splits
-from zoo.exporters.onnx_export import build_onnx, open_session
+from zoo.exporters.onnx_export import build_onnx
 from zoo.model import build_classifier
 from zoo.recipes import resolve
 from zoo.registry import architectures
+from zoo.runtime import open_session
 from zoo.tokenizer import tokenizer_for
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imdb"

@@ -32,6 +32,7 @@ from zoo.errors import ExportError, ZooError
 from zoo.exporters.graph import Graph, float_output, int64_input
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
+from zoo.runtime import open_session
 from zoo.tokenizer import Tokenizer
 
 DEFAULT_OPSET, DEFAULT_ATOL, VALIDATION_REVIEWS = 17, 1e-4, 256
@@ -103,15 +104,6 @@ def build_onnx(model, lower, opset: int, metadata: dict[str, str], path: Path) -
         raise ExportError(f"the exported graph fails onnx.checker: {exc}") from None
     onnx.save(exported, str(path))
     return metadata
-
-
-def open_session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def torch_onnx_graph(model, opset: int, metadata: dict[str, str], path: Path) -> onnx.ModelProto:

@@ -12,6 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_IMDB = ROOT.parent / "shared" / "datasets" / "imdb"
 
+# Settings that make any recipe train in seconds on the tiny fixtures.
+TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
+        "train.lr=0.02"]
+
+
+def tiny_hub_data(tmp_path_factory, train: int, test: int):
+    """A module fixture's body: a tiny Hub-layout dataset and a private ZOO_CACHE (seen by subprocesses too)."""
+    from imdb_fixtures import write_hub_folder
+
+    root = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_CACHE", str(root / "cache"))
+        yield str(write_hub_folder(root / "hub", train=train, test=test))
+
 
 def make_distribution(site: Path, name: str, version: str, modules: dict[str, str],
                       architectures: dict[str, str] = {}, exporters: dict[str, str] = {}) -> None:

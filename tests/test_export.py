@@ -9,23 +9,19 @@ import onnx
 import pytest
 import torch
 
+import conftest
 from conftest import run_zoo
-from imdb_fixtures import write_hub_folder
 from zoo.errors import CheckpointError, ExportError
 from zoo.recipes import resolve
 from zoo.registry import exporters
 from zoo.train import TrainRequest, train
 
-TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
-        "train.lr=0.02", "train.epochs=1", "train.patience=0"]
+TINY = conftest.TINY + ["train.epochs=1", "train.patience=0"]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ZOO_CACHE", str(root / "cache"))
-        yield str(write_hub_folder(root / "hub", train=2600, test=60))
+    yield from conftest.tiny_hub_data(tmp_path_factory, train=2600, test=60)  # 256 validation reviews
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import conftest
 from conftest import ROOT, build_wheel, make_venv
 from imdb_fixtures import write_hub_folder
 
-TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
-        "train.lr=0.02", "train.epochs=1"]
+TINY = conftest.TINY + ["train.epochs=1"]
 
 BAD_PACKAGES = {
     "zoo-broken-import": ("zoo_broken_import", "import tensorflow_that_is_not_installed\n", "broken"),

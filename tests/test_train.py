@@ -9,23 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+import conftest
 from conftest import run_zoo
-from imdb_fixtures import write_hub_folder
 from zoo.errors import CheckpointError, ConfigError
 from zoo.recipes import resolve
 from zoo.train import Interrupted, TrainRequest, train
 
-TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hidden=8", "train.batch_size=16",
-        "train.lr=0.02", "train.epochs=4", "train.checkpoint_every=5", "train.log_every=3", "train.patience=0"]
+TINY = conftest.TINY + ["train.epochs=4", "train.checkpoint_every=5", "train.log_every=3", "train.patience=0"]
 TIMES = {"train_seconds", "tokens_per_second"}
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ZOO_CACHE", str(root / "cache"))  # seen by the subprocesses too
-        yield str(write_hub_folder(root / "hub", train=240, test=120))
+    yield from conftest.tiny_hub_data(tmp_path_factory, train=240, test=120)
 
 
 @pytest.fixture(scope="module")

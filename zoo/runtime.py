@@ -27,18 +27,23 @@ from zoo.tokenizer import Tokenizer
 BATCH, BATCH_TOKENS = 64, 64 * 1024
 
 
+def open_session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session with all graph optimizations; threads None or 0: onnxruntime's default."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxClassifier:
     def __init__(self, path: str | Path, threads: int | None = None, tokenizer: str | Path | None = None):
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path} does not exist; export one with `zoo export RUN --format onnx`")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = open_session(self.path, threads)
         except Exception as exc:
             raise CheckpointError(f"{self.path} is not a loadable ONNX model ({type(exc).__name__}: {exc}); "
                                   "export it again") from None

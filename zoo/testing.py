@@ -86,7 +86,8 @@ def assert_gradients_reach_every_parameter(architecture: Architecture, hyperpara
 
 def assert_onnx_parity(architecture: Architecture, hyperparameters: Any = None, atol: float = 1e-4) -> dict:
     """Export through the path the zoo would take (native lowering or torch.onnx) and compare with onnxruntime."""
-    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, open_session, validate
+    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, validate
+    from zoo.runtime import open_session
 
     model = small_classifier(architecture, hyperparameters)
     rows = [r.astype(np.int64) for r in random_reviews(list(range(1, 81)) + [150, 300, 600], seed=3)]
