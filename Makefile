@@ -23,12 +23,12 @@ test: setup
 
 SAMPLE := The movie was cool. The animation and the graphics were out of this world. I would recommend this movie.
 
-# The main job on a budget (a few minutes on 2 cores): train the bilstm recipe for 200 steps,
+# The main job on a budget (a few minutes on 2 cores): train the bilstm recipe for 400 steps,
 # evaluate it on the test split, export it to ONNX (validated), and classify the seed
 # tutorial's sample sentence with PyTorch and with onnxruntime.
 demo: setup
 	rm -rf runs/demo
-	$(ZOO) train bilstm --data $(DATA) --max-steps 200 --out runs/demo
+	$(ZOO) train bilstm --data $(DATA) --max-steps 400 --out runs/demo
 	$(ZOO) evaluate runs/demo --data $(DATA)
 	$(ZOO) export runs/demo --format onnx --data $(DATA)
 	$(ZOO) predict runs/demo "$(SAMPLE)"
