@@ -44,12 +44,15 @@ def _next_input(graph: Graph, y: str) -> str:
     return graph.op("Reshape", [y, graph.ints([0, 0, -1])])
 
 
+def step_positions(graph: Graph, outputs: str) -> str:
+    """[1, T] int64: 0 .. T-1 for the time axis of [B, T, D] `outputs`."""
+    steps = graph.op("Gather", [graph.op("Shape", [outputs]), graph.ints(1)], axis=0)
+    return graph.op("Unsqueeze", [graph.op("Range", [graph.ints(0), steps, graph.ints(1)]), graph.ints([0])])
+
+
 def mask_padding(graph: Graph, outputs: str, lengths: str) -> str:
     """Zero [B, T, D] outputs at steps t >= lengths[b]."""
-    steps = graph.op("Gather", [graph.op("Shape", [outputs]), graph.ints(1)], axis=0)
-    positions = graph.op("Range", [graph.ints(0), steps, graph.ints(1)])
-    valid = graph.op("Less", [graph.op("Unsqueeze", [positions, graph.ints([0])]),
-                              graph.op("Unsqueeze", [lengths, graph.ints([1])])])
+    valid = graph.op("Less", [step_positions(graph, outputs), graph.op("Unsqueeze", [lengths, graph.ints([1])])])
     mask = graph.op("Cast", [graph.op("Unsqueeze", [valid, graph.ints([2])])], to=1)
     return graph.op("Mul", [outputs, mask])
 

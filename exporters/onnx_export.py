@@ -30,6 +30,7 @@ from zoo.data import load_imdb
 from zoo.encoded import encode_splits
 from zoo.errors import ExportError, ZooError
 from zoo.exporters.graph import Graph, float_output, int64_input
+from zoo.exporters.lowering import step_positions
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
 from zoo.runtime import open_session
@@ -41,8 +42,7 @@ NORMALIZATION = "HTML line breaks (<br />, <br/>, <br>, any case) become one spa
 
 def lower_pooling(graph: Graph, outputs: str, lengths: str, kinds: list[str], bidirectional: bool) -> str:
     """ONNX of zoo.model.Pooling: max / mean / last over each review's valid steps, concatenated."""
-    steps = graph.op("Gather", [graph.op("Shape", [outputs]), graph.ints(1)], axis=0)
-    positions = graph.op("Unsqueeze", [graph.op("Range", [graph.ints(0), steps, graph.ints(1)]), graph.ints([0])])
+    positions = step_positions(graph, outputs)
     column = graph.op("Unsqueeze", [lengths, graph.ints([1])])  # [B, 1]
     pooled = []
     for kind in kinds:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from zoo.errors import ZooError
-from zoo.recipes import load_recipes
+from zoo.recipes import load_recipes, resolve
 from zoo.registry import BUILTIN_DISTRIBUTION, OK, Described, architectures, exporters
 
 
@@ -60,8 +60,6 @@ def catalog_rows() -> list[Row]:
         else:
             status, error = OK, None
             try:
-                from zoo.recipes import resolve
-
                 resolve(recipe.name)
             except ZooError as exc:
                 status, error = "broken", str(exc)
