@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from zoo.data import ImdbSplits, cache_dir
-from zoo.tokenizer import Tokenizer
+from zoo.tokenizer import Tokenizer, sentencepiece_version
 
 
 @dataclass
@@ -51,7 +51,7 @@ def encode_splits(splits: ImdbSplits, tokenizer: Tokenizer,
     available = splits.named()
     out = {}
     for name in names:
-        path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-{name}.arrow"
+        path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-spm{sentencepiece_version()}-{name}.arrow"
         if path.is_file():
             encoded = Dataset.from_file(str(path))
         else:

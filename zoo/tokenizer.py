@@ -27,6 +27,13 @@ PAD_ID, UNK_ID = 0, 1
 MAX_TEXT_CHARS = 1_000_000  # longer inputs are cut before encoding (a 1 MB review is ~200k tokens)
 
 
+def sentencepiece_version() -> str:
+    """Part of every cache key: sentencepiece releases differ in training and in tie-breaking when encoding."""
+    from importlib.metadata import version
+
+    return version("sentencepiece")
+
+
 def _threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -84,7 +91,8 @@ def train_sentencepiece(texts: Iterable[str], config: TokenizerConfig, output: P
 
 def tokenizer_for(splits: ImdbSplits, config: TokenizerConfig) -> Tokenizer:
     """The cached tokenizer for these splits and options, training it first if needed."""
-    options = json.dumps({"fingerprint": splits.fingerprint, **vars(config), "format": 1}, sort_keys=True)
+    options = json.dumps({"fingerprint": splits.fingerprint, **vars(config), "format": 1,
+                          "sentencepiece": sentencepiece_version()}, sort_keys=True)
     key = hashlib.sha256(options.encode()).hexdigest()[:16]
     path = cache_dir() / "tokenizers" / f"{key}.model"
     if not path.is_file():
