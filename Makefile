@@ -25,7 +25,7 @@ SAMPLE := The movie was cool. The animation and the graphics were out of this wo
 
 # The main job on a budget (a few minutes on 2 cores): train the bilstm recipe for 400 steps,
 # evaluate it on the test split, export it to ONNX (validated), and classify the seed
-# tutorial's sample sentence with PyTorch and with onnxruntime.
+# tutorial's sample sentence with PyTorch and with onnxruntime (ids in, then raw text in).
 demo: setup
 	rm -rf runs/demo
 	$(ZOO) train bilstm --data $(DATA) --max-steps 400 --out runs/demo
@@ -33,6 +33,8 @@ demo: setup
 	$(ZOO) export runs/demo --format onnx --data $(DATA)
 	$(ZOO) predict runs/demo "$(SAMPLE)"
 	$(ZOO) predict runs/demo/model.onnx "$(SAMPLE)"
+	$(ZOO) export runs/demo --format onnx --with-tokenizer --data $(DATA)
+	$(ZOO) predict runs/demo/model-text.onnx "$(SAMPLE)"
 
 bench: setup
 	$(PY) bench/encoder_throughput.py

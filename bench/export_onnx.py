@@ -6,9 +6,11 @@ for each built-in at its recipe's size (weights do not change the speed). The
 median of --repeats runs is printed, with the ratio onnxruntime / torch.
 
 Parity (--run RUN): the trained run's accuracy on the full test split from
-PyTorch and from its exported model.onnx (exported first if missing).
+PyTorch and from its exports (exported first if missing): model.onnx (fp32),
+model-text.onnx (--with-tokenizer, fed the raw review texts) and
+model.int8.onnx (--quantize int8), with the seconds each takes.
 
-    python bench/export_onnx.py [--run runs/bench/bilstm-...] [--threads 2] [--reviews 512]
+    python bench/export_onnx.py [--run runs/bench/bilstm-...] [--threads 2] [--reviews 512] [--variants fp32,text,int8]
 """
 
 from __future__ import annotations
@@ -79,27 +81,43 @@ def throughput(args, test) -> None:
                 print(f"{recipe:<10} {size:>5} {t:>12,.1f} {o:>10,.1f} {o / t:>6.2f}", flush=True)
 
 
-def parity(run_path: Path, data: str) -> None:
+VARIANTS = {"fp32": {}, "text": {"with_tokenizer": True}, "int8": {"quantize": "int8"}}
+
+
+def parity(run_path: Path, data: str, variants: list[str], threads: int) -> None:
+    """Full test split: accuracy of PyTorch and of each export variant, differences, and seconds taken."""
     from zoo.evaluate import split_logits
-    from zoo.exporters.onnx_export import export_onnx
+    from zoo.exporters.onnx_export import default_output, export_onnx
     from zoo.metrics import classification_metrics
     from zoo.rundir import TOKENIZER, RunDir
     from zoo.runtime import OnnxClassifier
     from zoo.tokenizer import Tokenizer
 
     run = RunDir.open(run_path)
-    onnx_path = run.path / "model.onnx"
-    if not onnx_path.exists():
-        print("export:", {k: v for k, v in export_onnx(run.path, data=data).items() if k != "worst"})
-    test = encode_splits(load_imdb(data), Tokenizer(run.file(TOKENIZER)), names=["test"])["test"]
-    torch_logits = split_logits(run.load_model(), test)
-    runtime = OnnxClassifier(onnx_path)
-    ort_logits = runtime.logits_from_ids([test.ids(i).astype(np.int64) for i in range(len(test))])
-    a = classification_metrics(torch_logits, test.labels)["accuracy"]
-    b = classification_metrics(ort_logits, test.labels)["accuracy"]
-    print(f"test accuracy: torch {100 * a:.3f}%, onnxruntime {100 * b:.3f}%, difference {100 * (b - a):+.3f} points; "
-          f"max |logit diff| {np.abs(torch_logits - ort_logits).max():.2e}; "
-          f"predictions that differ: {int(((torch_logits > 0) != (ort_logits > 0)).sum())}")
+    splits = load_imdb(data)
+    test = encode_splits(splits, Tokenizer(run.file(TOKENIZER)), names=["test"])["test"]
+    start = time.perf_counter()
+    reference = split_logits(run.load_model(), test)
+    print(f"torch: test accuracy {100 * classification_metrics(reference, test.labels)['accuracy']:.3f}% "
+          f"in {time.perf_counter() - start:.1f} s")
+    for variant in variants:
+        options = VARIANTS[variant]
+        path = default_output(run, options.get("with_tokenizer", False), options.get("quantize"))
+        if not path.exists():
+            report = export_onnx(run.path, data=data, threads=threads, **options)
+            print(f"export {variant}:", {k: v for k, v in report.items() if k not in ("worst", "path")})
+        runtime = OnnxClassifier(path, threads=threads)
+        start = time.perf_counter()
+        if runtime.takes_text:
+            logits = runtime.logits(list(splits.test["text"]))
+        else:
+            logits = runtime.logits_from_ids([test.ids(i).astype(np.int64) for i in range(len(test))])
+        seconds = time.perf_counter() - start
+        a = classification_metrics(reference, test.labels)["accuracy"]
+        b = classification_metrics(logits, test.labels)["accuracy"]
+        print(f"{variant}: test accuracy torch {100 * a:.3f}%, onnxruntime {100 * b:.3f}%, difference "
+              f"{100 * (b - a):+.3f} points; max |logit diff| {np.abs(reference - logits).max():.2e}; predictions that "
+              f"differ: {int(((reference > 0) != (logits > 0)).sum())}; {seconds:.1f} s for the test split", flush=True)
 
 
 def main() -> None:
@@ -110,6 +128,7 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--variants", default="fp32,text,int8", help="exports to compare on the test split (with --run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_throughput:
@@ -117,7 +136,7 @@ def main() -> None:
         test = encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"]
         throughput(args, test)
     if args.run:
-        parity(args.run, args.data)
+        parity(args.run, args.data, args.variants.split(","), args.threads)
 
 
 if __name__ == "__main__":

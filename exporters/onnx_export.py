@@ -11,32 +11,41 @@ reviews, alone (batch 1), in batches of 7 and 64 in random order (short and
 long mixed), and in one batch of the shortest beside the longest. The largest
 |logit difference| must stay within atol; otherwise the file is renamed
 `<name>.failed.onnx` and the export fails with the worst case named.
+
+Variants: `with_tokenizer` puts exporters/text_frontend.py in front (raw strings
+in; validated on the raw text of the same reviews); `quantize="int8"` applies
+onnxruntime's dynamic quantization and is judged on validation accuracy
+instead of logits (see export_onnx).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+from onnx import helper
 
 from zoo import __version__
-from zoo.batching import pad_rows, truncate
+from zoo.batching import evaluation_batches, pad_rows, truncate
 from zoo.data import load_imdb
 from zoo.encoded import encode_splits
 from zoo.errors import ExportError, ZooError
 from zoo.exporters.graph import Graph, float_output, int64_input
 from zoo.exporters.lowering import step_positions
+from zoo.exporters.text_frontend import with_text_frontend
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
 from zoo.runtime import open_session
 from zoo.tokenizer import Tokenizer
 
 DEFAULT_OPSET, DEFAULT_ATOL, VALIDATION_REVIEWS = 17, 1e-4, 256
+DEFAULT_MAX_ACCURACY_DROP = 0.005  # int8 exports: validation accuracy may fall by half a point at most
 NORMALIZATION = "HTML line breaks (<br />, <br/>, <br>, any case) become one space; then SentencePiece NFKC"
 
 
@@ -94,16 +103,45 @@ def native_graph(model, lower, opset: int, metadata: dict[str, str]) -> onnx.Mod
                        [float_output("logits", ["batch"])], metadata)
 
 
-def build_onnx(model, lower, opset: int, metadata: dict[str, str], path: Path) -> dict[str, str]:
-    """Write `model` as checked ONNX to `path` (natively when `lower` is given, else torch.onnx); return the metadata."""
+def classifier_graph(model, lower, opset: int, metadata: dict[str, str], scratch: Path) -> onnx.ModelProto:
+    """The ids-in ONNX of `model`: native when `lower` is given, else torch.onnx (which writes `scratch`)."""
     metadata = metadata | {"lowering": "native" if lower else "torch.onnx", "opset": str(opset)}
-    exported = native_graph(model, lower, opset, metadata) if lower else torch_onnx_graph(model, opset, metadata, path)
+    return native_graph(model, lower, opset, metadata) if lower else torch_onnx_graph(model, opset, metadata, scratch)
+
+
+def check_and_save(exported: onnx.ModelProto, path: Path) -> None:
     try:
         onnx.checker.check_model(exported, full_check=True)
     except Exception as exc:
         raise ExportError(f"the exported graph fails onnx.checker: {exc}") from None
     onnx.save(exported, str(path))
-    return metadata
+
+
+def build_onnx(model, lower, opset: int, metadata: dict[str, str], path: Path) -> dict[str, str]:
+    """Write `model` as checked ids-in ONNX to `path`; return the metadata it carries."""
+    exported = classifier_graph(model, lower, opset, metadata, path)
+    check_and_save(exported, path)
+    return metadata_of(exported)
+
+
+def quantize_int8(exported: onnx.ModelProto, scratch: Path) -> onnx.ModelProto:
+    """Dynamic int8 quantization (onnxruntime.quantization): int8 weights for LSTM, MatMul and Gather.
+
+    GRU has no quantized kernel in onnxruntime and stays fp32; activations are
+    quantized at run time, per tensor.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source, target = scratch.with_name(scratch.stem + ".fp32.tmp"), scratch.with_name(scratch.stem + ".int8.tmp")
+    try:
+        onnx.save(exported, str(source))
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+        quantized = onnx.load(str(target))
+    finally:
+        source.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)
+    helper.set_model_props(quantized, metadata_of(exported) | {"quantization": "int8-dynamic"})
+    return quantized
 
 
 def torch_onnx_graph(model, opset: int, metadata: dict[str, str], path: Path) -> onnx.ModelProto:
@@ -150,7 +188,19 @@ def pick_reviews(lengths: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([longest, rest])
 
 
-def validate(model, session, rows: list[np.ndarray], atol: float) -> dict:
+def feed(rows: list[np.ndarray], texts: list[str] | None, indices: list[int]) -> dict:
+    """Session inputs for the reviews at `indices`: padded ids, or their raw texts for a text-in model."""
+    if texts is not None:
+        return {"text": np.array([texts[i] for i in indices], dtype=object)}
+    ids, lens = pad_rows([rows[i] for i in indices])
+    return {"input_ids": ids, "lengths": lens}
+
+
+def validate(model, session, rows: list[np.ndarray], atol: float, texts: list[str] | None = None) -> dict:
+    """Largest |logit difference| between PyTorch (on `rows`) and `session` over validation_batches.
+
+    `texts`: the raw reviews behind `rows`, for a model that takes text.
+    """
     lengths = np.array([len(r) for r in rows])
     worst = {"diff": -1.0}
     checked = 0
@@ -159,7 +209,7 @@ def validate(model, session, rows: list[np.ndarray], atol: float) -> dict:
         with torch.no_grad():
             expected = model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
         try:
-            got = session.run(["logits"], {"input_ids": ids, "lengths": lens})[0]
+            got = session.run(["logits"], feed(rows, texts, check.rows))[0]
         except Exception as exc:
             raise ExportError(f"onnxruntime fails on the export ({check.name}, batch padded to {int(lens.max())} "
                               f"tokens): {type(exc).__name__}: {exc}. A Python loop over time is traced for one "
@@ -178,16 +228,77 @@ def validate(model, session, rows: list[np.ndarray], atol: float) -> dict:
     return {"max_abs_diff": worst["diff"], "worst": worst, "checked": checked, "passed": worst["diff"] <= atol}
 
 
+def batch_invariance(session, rows: list[np.ndarray], texts: list[str] | None) -> float:
+    """Largest |logit difference| of a review alone vs inside its batch of 64 (0 for exact fp32 graphs)."""
+    indices = list(range(min(len(rows), 64)))
+    batched = session.run(["logits"], feed(rows, texts, indices))[0]
+    alone = np.array([session.run(["logits"], feed(rows, texts, [i]))[0][0] for i in indices])
+    return float(np.abs(batched.astype(np.float64) - alone).max())
+
+
+def accuracy_change(model, session, split, texts: list[str] | None, max_tokens: int) -> dict:
+    """Validation-split accuracy of PyTorch (fp32) and of `session`, in the same length-bucketed batches."""
+    rows = [truncate(split.ids(i).astype(np.int64), max_tokens) for i in range(len(split))]
+    agree = correct_torch = correct_onnx = 0
+    for batch in evaluation_batches(np.array([len(r) for r in rows]), 64):
+        ids, lens = pad_rows([rows[i] for i in batch])
+        with torch.no_grad():
+            expected = model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy() > 0
+        got = session.run(["logits"], feed(rows, texts, batch.tolist()))[0] > 0
+        labels = split.labels[batch] == 1
+        agree += int((expected == got).sum())
+        correct_torch += int((expected == labels).sum())
+        correct_onnx += int((got == labels).sum())
+    n = len(rows)
+    return {"validation_accuracy_torch": correct_torch / n, "validation_accuracy_onnx": correct_onnx / n,
+            "accuracy_change": (correct_onnx - correct_torch) / n, "prediction_agreement": agree / n}
+
+
+def speedup(fp32, int8, rows: list[np.ndarray], texts: list[str] | None) -> dict:
+    """Reviews/s of the fp32 and the int8 session on the same reviews: alone (32 of them) and in batches of 64."""
+    lengths = np.array([len(r) for r in rows])
+    cases = {"batch 1": [[i] for i in range(min(32, len(rows)))],
+             "batch 64": [b.tolist() for b in evaluation_batches(lengths, 64)]}
+    out = {}
+    for name, batches in cases.items():
+        feeds = [feed(rows, texts, b) for b in batches]
+        rate = {}
+        for label, session in (("fp32", fp32), ("int8", int8)):
+            session.run(["logits"], feeds[0])  # warm up
+            start = time.perf_counter()
+            for f in feeds:
+                session.run(["logits"], f)
+            rate[label] = sum(len(b) for b in batches) / (time.perf_counter() - start)
+        out[name] = {"fp32_reviews_per_second": rate["fp32"], "int8_reviews_per_second": rate["int8"],
+                     "speedup": rate["int8"] / rate["fp32"]}
+    return out
+
+
+def default_output(run: RunDir, with_tokenizer: bool, quantize: str | None) -> Path:
+    """RUN/model.onnx, model-text.onnx, model.int8.onnx or model-text.int8.onnx."""
+    return run.path / ("model" + ("-text" if with_tokenizer else "") + (f".{quantize}" if quantize else "") + ".onnx")
+
+
 def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float | None = None,
-                data: str | None = None, threads: int | None = None) -> dict:
+                data: str | None = None, threads: int | None = None, with_tokenizer: bool = False,
+                quantize: str | None = None, max_accuracy_drop: float | None = None) -> dict:
+    """Export a run to ONNX and validate it; see the module docstring. Returns the validation report.
+
+    with_tokenizer: the graph takes raw strings (`text` [batch]) through onnxruntime-extensions ops.
+    quantize "int8": dynamic quantization; it passes when validation accuracy drops by at most
+    max_accuracy_drop (a fraction, default 0.005), and the report gives the speed-up over fp32.
+    """
     opset, atol = opset or DEFAULT_OPSET, DEFAULT_ATOL if atol is None else atol
+    max_accuracy_drop = DEFAULT_MAX_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop
     if not 14 <= opset <= 21:
         raise ExportError(f"--opset {opset}: supported opsets are 14 to 21")
+    if quantize not in (None, "int8"):
+        raise ExportError(f"--quantize {quantize}: the supported quantization is int8")
     run = RunDir.open(run_dir)
     config = run.config()
     model = run.load_model()
     tokenizer = Tokenizer(run.file(TOKENIZER))
-    path = Path(output) if output else run.path / "model.onnx"
+    path = Path(output) if output else default_output(run, with_tokenizer, quantize)
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: the output file must end in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,29 +308,60 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
         "normalization": NORMALIZATION, "max_tokens": str(config.train.max_tokens),
         "config": json.dumps(config.to_dict()),
     }
-    metadata = build_onnx(model, architectures().get(config.architecture).lower_onnx, opset, metadata, path)
+    def wrap(classifier: onnx.ModelProto) -> onnx.ModelProto:  # the text front end, when asked for
+        if not with_tokenizer:
+            return classifier
+        return with_text_frontend(classifier, tokenizer.path.read_bytes(), config.train.max_tokens, opset)
+
+    fp32 = classifier_graph(model, architectures().get(config.architecture).lower_onnx, opset, metadata, path)
+    exported = wrap(quantize_int8(fp32, path) if quantize else fp32)
+    check_and_save(exported, path)
     if path.parent.resolve() != run.path.resolve():
         shutil.copyfile(run.file(TOKENIZER), path.parent / TOKENIZER)
 
     # --- validation against PyTorch on real validation reviews ------------------------------
     source = data or run.read_info().get("data", {}).get("source")
     try:
-        validation = encode_splits(load_imdb(source), tokenizer, names=["validation"])["validation"]
+        splits = load_imdb(source)
+        validation = encode_splits(splits, tokenizer, names=["validation"])["validation"]
     except ZooError as exc:
         raise ExportError(f"validating the export needs the run's validation reviews: {exc}") from None
+    all_texts = list(splits.validation["text"]) if with_tokenizer else None
     chosen = pick_reviews(validation.lengths, VALIDATION_REVIEWS)
-    rows = [validation.ids(int(i)).astype(np.int64) for i in chosen]
-    rows = [truncate(r, config.train.max_tokens) for r in rows]
-    report = validate(model, open_session(path, threads), rows, atol)
-    report |= {"path": str(path), "reviews": len(rows), "batch_sizes": [1, 7, 64], "atol": atol, "lowering": metadata["lowering"],
-               "opset": opset}
+    rows = [truncate(validation.ids(int(i)).astype(np.int64), config.train.max_tokens) for i in chosen]
+    texts = [all_texts[int(i)] for i in chosen] if with_tokenizer else None
+    session = open_session(path, threads)
+    report = validate(model, session, rows, atol, texts)
+    report |= {"path": str(path), "reviews": len(rows), "batch_sizes": [1, 7, 64], "atol": atol,
+               "lowering": metadata_of(exported)["lowering"], "opset": opset, "input": "text" if with_tokenizer else "ids"}
+    if quantize:
+        report |= accuracy_change(model, session, validation, all_texts, config.train.max_tokens)
+        report |= {"quantization": quantize, "max_accuracy_drop": max_accuracy_drop,
+                   "batch_invariance": batch_invariance(session, rows, texts),
+                   "speed": speedup(open_session(wrap(fp32).SerializeToString(), threads), session, rows, texts),
+                   "passed": report["accuracy_change"] >= -max_accuracy_drop}
     if not report["passed"]:
         failed = path.with_name(path.stem + ".failed.onnx")
         path.replace(failed)
         report["path"] = str(failed)
-        w = report["worst"]
-        raise ExportError(f"the export misses its tolerance: max |logit difference| {w['diff']:.3g} > atol {atol:g}, "
-                          f"worst in {w['case']} (batch size {w['batch_size']}, review of {w['review_length']} tokens "
-                          f"in a batch padded to {w['batch_max_length']}: torch {w['torch']:.6f}, onnxruntime "
-                          f"{w['onnxruntime']:.6f}); the file is kept as {failed}", report)
+        raise ExportError(failure_message(report, failed), report)
     return report
+
+
+def metadata_of(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def failure_message(report: dict, failed: Path) -> str:
+    if "quantization" in report:
+        return (f"the int8 export loses {-100 * report['accuracy_change']:.2f} points of validation accuracy "
+                f"({100 * report['validation_accuracy_torch']:.2f}% in PyTorch, {100 * report['validation_accuracy_onnx']:.2f}% "
+                f"int8), more than the allowed {100 * report['max_accuracy_drop']:.2f}; the file is kept as {failed}. "
+                "Export without --quantize, or allow more with --max-accuracy-drop")
+    w = report["worst"]
+    hint = (" Only the text front end differs from an ids-in export: check that onnxruntime-extensions and the "
+            "sentencepiece the zoo pins segment alike") if report["input"] == "text" else ""
+    return (f"the export misses its tolerance: max |logit difference| {w['diff']:.3g} > atol {report['atol']:g}, "
+            f"worst in {w['case']} (batch size {w['batch_size']}, review of {w['review_length']} tokens "
+            f"in a batch padded to {w['batch_max_length']}: torch {w['torch']:.6f}, onnxruntime "
+            f"{w['onnxruntime']:.6f}); the file is kept as {failed}.{hint}")

@@ -85,7 +85,8 @@ def test_runtime_and_cli_predict_without_torch(runs, tmp_path):
     result = run_zoo("export", str(run), "--format", "onnx", "-o", str(tmp_path / "out" / "m.onnx"), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"path", "max_abs_diff", "checked", "batch_sizes", "passed"} and report["passed"]
+    assert set(report) == {"path", "max_abs_diff", "checked", "batch_sizes", "passed", "input"} and report["passed"]
+    assert report["input"] == "ids"
     assert (tmp_path / "out" / "tokenizer.model").is_file()
     blocker = (
         "import sys\n"
@@ -133,3 +134,111 @@ def test_bad_export_inputs(runs, tmp_path):
         OnnxClassifier(tmp_path / "absent.onnx")
     with pytest.raises(ExportError, match="opset"):
         export(runs["gru"], opset=9)
+
+
+def test_text_front_end_normalizes_like_python():
+    """The RE2 line-break pattern in the ONNX graph does what zoo.data.normalize_text does, Unicode spaces included."""
+    import re
+
+    from zoo.data import normalize_text
+    from zoo.exporters.text_frontend import re2_break_pattern
+    from zoo.exporters.graph import Graph
+    from zoo.runtime import open_session
+
+    graph = Graph(17)
+    strings = lambda v: graph.const(np.array(v, dtype=object), dtype=object)
+    graph.op("StringRegexReplace", ["text", strings([re2_break_pattern()]), strings([" "])], domain="ai.onnx.contrib",
+             global_replace=1, name="clean")
+    model = graph.model([onnx.helper.make_tensor_value_info("text", onnx.TensorProto.STRING, ["n"])],
+                        [onnx.helper.make_tensor_value_info("clean", onnx.TensorProto.STRING, ["n"])], {})
+    model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.contrib", 1))
+    spaces = [chr(c) for c in range(0x3001) if re.match(r"\s", chr(c))] + ["\u200b", "x", "/"]
+    texts = [f"a<br{s}/>b<BR{s}{s}>c<bR{s}//>d" for s in spaces] + ["<br>", "<br/><br />", "<brr>", "<b r>", "é<Br />ü", ""]
+    got = open_session(model.SerializeToString()).run(["clean"], {"text": np.array(texts, dtype=object)})[0]
+    assert list(got) == [normalize_text(t) for t in texts]
+
+
+@pytest.mark.parametrize("max_tokens", [0, 30])
+def test_text_front_end_gives_the_training_batch(runs, max_tokens):
+    """Strings -> the ids, lengths, head+tail truncation and empty-text rule that training and zoo.runtime use."""
+    from zoo.batching import pad_rows, truncate
+    from zoo.exporters.text_frontend import text_frontend
+    from zoo.rundir import TOKENIZER, RunDir
+    from zoo.runtime import open_session
+    from zoo.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(RunDir.open(runs["classic"]).file(TOKENIZER))
+    session = open_session(text_frontend(tokenizer.path.read_bytes(), max_tokens, 17).SerializeToString())
+    rng = np.random.default_rng(0)
+    words = "great film <br /> awful plot the of a é 😀 ... \t".split(" ")
+    texts = [" ".join(rng.choice(words, size=n)) for n in (0, 1, 3, 17, 40, 120, 7, 64)] + ["", "   ", "<br />"]
+    for size in (1, 3, len(texts)):
+        for start in range(0, len(texts), size):
+            chunk = texts[start:start + size]
+            ids, lengths = session.run(None, {"text": np.array(chunk, dtype=object)})
+            expected = pad_rows([truncate(np.array(r, dtype=np.int64), max_tokens) for r in tokenizer.encode(chunk)])
+            assert np.array_equal(ids, expected[0]) and np.array_equal(lengths, expected[1])
+
+
+@pytest.mark.skipif(not conftest.SHARED_IMDB.exists(), reason="needs ../shared/datasets/imdb")
+def test_onnxruntime_extensions_segments_real_reviews_like_sentencepiece(tmp_path):
+    """Ties between equal-scoring segmentations ('.' + '......' or '......' + '.') break alike (the reason for the pin)."""
+    from zoo.config import TokenizerConfig
+    from zoo.data import load_imdb, normalize_text
+    from zoo.exporters.text_frontend import text_frontend
+    from zoo.runtime import open_session
+    from zoo.tokenizer import Tokenizer, train_sentencepiece
+
+    splits = load_imdb(str(conftest.SHARED_IMDB))
+    texts = [normalize_text(t) for t in splits.train.select(range(0, 22_500, 15))["text"]]
+    tokenizer = Tokenizer(train_sentencepiece(texts, TokenizerConfig(vocab_size=2000), tmp_path / "real.model"))
+    reviews = list(splits.validation["text"])
+    session = open_session(text_frontend(tokenizer.path.read_bytes(), 0, 17).SerializeToString())
+    differ = 0
+    for start in range(0, len(reviews), 100):
+        chunk = reviews[start:start + 100]
+        ids, lengths = session.run(None, {"text": np.array(chunk, dtype=object)})
+        differ += sum(ids[i, :lengths[i]].tolist() != (e or [0]) for i, e in enumerate(tokenizer.encode(chunk)))
+    assert differ == 0, f"{differ} of {len(reviews)} validation reviews segment differently"
+
+
+def test_with_tokenizer_export_takes_raw_text(runs, tmp_path):
+    from zoo.predict import predict_texts
+    from zoo.runtime import OnnxClassifier
+
+    run = runs["bilstm"]
+    report = export(run, with_tokenizer=True)
+    assert report["passed"] and report["input"] == "text" and report["max_abs_diff"] <= 1e-4 and report["checked"] > 500
+    assert report["path"].endswith("model-text.onnx")
+    model = onnx.load(report["path"])
+    assert [i.name for i in model.graph.input] == ["text"] and [o.name for o in model.graph.output] == ["logits"]
+    assert {"SentencepieceTokenizer", "StringRegexReplace", "LSTM"} <= {n.op_type for n in model.graph.node}
+    assert {p.key: p.value for p in model.metadata_props}["input"] == "text"
+    moved = tmp_path / "alone.onnx"  # the tokenizer travels inside: no tokenizer.model beside it
+    moved.write_bytes((run / "model-text.onnx").read_bytes())
+    texts = ["wonderful superb brilliant<br />fun", "awful boring dull terrible", "", "   ", "great " * 200_000]
+    runtime = OnnxClassifier(moved)
+    got = runtime.predict(texts)
+    expected = predict_texts(run, texts)
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    assert all(abs(g["probability"] - e["probability"]) < 1e-4 for g, e in zip(got, expected))
+    assert runtime.predict(texts[:1]) == got[:1]
+    with pytest.raises(CheckpointError, match="raw text"):
+        runtime.logits_from_ids([np.array([3, 4])])
+
+
+def test_int8_export_reports_accuracy_change_and_speedup(runs):
+    from zoo.runtime import OnnxClassifier
+
+    report = export(runs["classic"], quantize="int8")
+    assert report["passed"] and report["quantization"] == "int8" and report["path"].endswith("model.int8.onnx")
+    assert abs(report["accuracy_change"]) <= 0.005 and 0 <= report["prediction_agreement"] <= 1
+    assert set(report["speed"]) == {"batch 1", "batch 64"}
+    assert all(s["speedup"] > 0 and s["fp32_reviews_per_second"] > 0 for s in report["speed"].values())
+    model = onnx.load(report["path"])
+    assert "DynamicQuantizeLSTM" in {n.op_type for n in model.graph.node}
+    assert OnnxClassifier(report["path"]).predict(["great fun"])[0]["label"] in ("pos", "neg")
+    both = export(runs["bilstm"], quantize="int8", with_tokenizer=True)
+    assert both["passed"] and both["input"] == "text" and both["path"].endswith("model-text.int8.onnx")
+    with pytest.raises(ExportError, match="int8"):
+        export(runs["classic"], quantize="int4")

@@ -211,25 +211,42 @@ def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Output file (default RUN/model.onnx).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
 @click.option("--atol", type=click.FloatRange(min=0), default=None, help="Validation tolerance on logits (default 1e-4).")
+@click.option("--with-tokenizer", is_flag=True,
+              help="onnx: one model from raw text to logits (tokenizer inside, onnxruntime-extensions ops).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="onnx: dynamic int8 quantization; reports the accuracy change and speed-up against fp32.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0, max=100), default=None,
+              help="onnx --quantize: validation accuracy points the quantized model may lose (default 0.5).")
 @data_option
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def export_command(run: Path, format_name: str, output: Path | None, opset: int | None, atol: float | None,
+                   with_tokenizer: bool, quantize: str | None, max_accuracy_drop: float | None,
                    data: str | None, threads: int | None, as_json: bool) -> None:
     """Export a trained run and validate it against PyTorch on real reviews."""
     from zoo.errors import ExportError
     from zoo.registry import exporters
 
     exporter = exporters().get(format_name)
+    options = {"opset": opset, "atol": atol, "data": data, "threads": threads}
+    # Format-specific options go only to exporters when given, so other formats need not know them.
+    options |= {"with_tokenizer": True} if with_tokenizer else {}
+    options |= {"quantize": quantize} if quantize else {}
+    options |= {"max_accuracy_drop": max_accuracy_drop / 100} if max_accuracy_drop is not None else {}
     try:
-        report = exporter.export(run, output, opset=opset, atol=atol, data=data, threads=threads)
+        report = exporter.export(run, output, **options)
     except ExportError as exc:
         if as_json and exc.report:
             print_json(_export_summary(exc.report))
         raise
     if as_json:
         print_json(_export_summary(report))
+    elif "quantization" in report:
+        speed = ", ".join(f"{name} {s['speedup']:.2f}x" for name, s in report["speed"].items())
+        click.echo(f"exported {report['path']}: validation accuracy {100 * report['validation_accuracy_onnx']:.2f}% "
+                   f"({100 * report['accuracy_change']:+.2f} points against PyTorch fp32), max |logit difference| "
+                   f"{report['max_abs_diff']:.2e}; onnxruntime speed-up over fp32: {speed} (passed)")
     elif "max_abs_diff" in report:
         click.echo(f"exported {report['path']}: max |logit difference| {report['max_abs_diff']:.2e} over "
                    f"{report['checked']} checks at batch sizes {report['batch_sizes']} (passed)")
@@ -239,7 +256,8 @@ def export_command(run: Path, format_name: str, output: Path | None, opset: int 
 
 def _export_summary(report: dict) -> dict:
     """The documented JSON fields of an export report (a plugin's report is shown whole)."""
-    keys = ("path", "max_abs_diff", "checked", "batch_sizes", "passed")
+    keys = ("path", "max_abs_diff", "checked", "batch_sizes", "passed", "input", "quantization", "accuracy_change",
+            "validation_accuracy_torch", "validation_accuracy_onnx", "prediction_agreement", "batch_invariance", "speed")
     return {k: report[k] for k in keys if k in report} or report
 
 

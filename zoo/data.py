@@ -41,7 +41,8 @@ HUB_ID = "stanfordnlp/imdb"
 DATA_ENV = "ZOO_DATA"
 LABEL_NAMES = ("neg", "pos")
 VALIDATION_FRACTION = 0.1
-_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+BREAK_PATTERN = r"<br\s*/?>"  # case-insensitive; exporters/text_frontend.py has its RE2 form
+_BREAK = re.compile(BREAK_PATTERN, re.IGNORECASE)
 _STANFORD_FILE = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 _HINT = ("point --data (or the env var ZOO_DATA) at a local copy: a folder in the Hub layout "
          "(loadable with datasets.load_dataset), an aclImdb folder, or aclImdb_v1.tar.gz")
