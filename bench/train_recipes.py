@@ -4,8 +4,8 @@ For each recipe: test accuracy (best validation epoch, evaluated once), best
 validation accuracy, wall seconds of the whole command, training seconds,
 seconds per epoch, tokens/s, and the training seconds at which validation
 accuracy first reached 85% (validation every 100 steps by default: --set train.eval_every=100).
-With --readme, the table replaces the block between the RESULTS markers in
-README.md.
+With --readme, each recipe's row in the table between the RESULTS markers in
+README.md is replaced (or added); the rest of that block is kept.
 
     python bench/train_recipes.py bilstm classic gru peephole bilstm-seed [--data DIR] [--readme]
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -45,15 +44,36 @@ def run_recipe(recipe: str, data: str, out: Path, extra: list[str]) -> dict:
     }
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| recipe | test acc | best val acc | epochs | s / epoch | training s | wall s | val 85% at s | tokens/s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+HEADER = ["| recipe | test acc | best val acc (epoch) | epochs | s / epoch | training s | wall s | val 85% at s | tokens/s |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+
+def row(r: dict) -> str:
+    to85 = f"{r['seconds_to_85']:.0f}" if r["seconds_to_85"] is not None else "never"
+    return (f"| {r['recipe']} | {100 * r['test_accuracy']:.2f} | {100 * r['best_validation_accuracy']:.2f} ({r['best_epoch']}) | "
+            f"{r['epochs']} | {r['seconds_per_epoch']:.0f} | {r['seconds']:,.0f} | {r['wall_seconds']:,.0f} | "
+            f"{to85} | {r['tokens_per_second']:,.0f} |")
+
+
+def update_readme(readme: Path, rows: list[dict]) -> None:
+    """Replace the table rows of these recipes inside the RESULTS block (append new ones); keep the rest."""
+    body = readme.read_text()
+    if BEGIN not in body:
+        body += f"\n{BEGIN}\n" + "\n".join(HEADER) + f"\n{END}\n"
+    head, rest = body.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    lines = block.strip("\n").splitlines()
+    if HEADER[0] not in lines:
+        lines += HEADER
     for r in rows:
-        to85 = f"{r['seconds_to_85']:.0f}" if r["seconds_to_85"] is not None else "never"
-        lines.append(f"| {r['recipe']} | {100 * r['test_accuracy']:.2f} | {100 * r['best_validation_accuracy']:.2f} | "
-                     f"{r['epochs']} | {r['seconds_per_epoch']:.0f} | {r['seconds']:.0f} | {r['wall_seconds']:.0f} | "
-                     f"{to85} | {r['tokens_per_second']:,.0f} |")
-    return "\n".join(lines)
+        new = row(r)
+        at = [i for i, line in enumerate(lines) if line.startswith(f"| {r['recipe']} |")]
+        if at:
+            lines[at[0]] = new
+        else:
+            last = max(i for i, line in enumerate(lines) if line.startswith("|"))
+            lines.insert(last + 1, new)
+    readme.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
 
 
 def main() -> None:
@@ -70,14 +90,9 @@ def main() -> None:
         row = run_recipe(recipe, args.data, out, [f"--set={s}" for s in args.extra])
         print(json.dumps(row), flush=True)
         rows.append(row)
-    text = table(rows)
-    print(text)
+    print("\n".join(HEADER + [row(r) for r in rows]))
     if args.readme:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        block = f"{BEGIN}\n{text}\n{END}"
-        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), block, body, flags=re.S) if BEGIN in body else body + "\n" + block + "\n"
-        readme.write_text(body)
+        update_readme(ROOT / "README.md", rows)
 
 
 if __name__ == "__main__":
