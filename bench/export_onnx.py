@@ -81,6 +81,27 @@ def throughput(args, test) -> None:
                 print(f"{recipe:<10} {size:>5} {t:>12,.1f} {o:>10,.1f} {o / t:>6.2f}", flush=True)
 
 
+@torch.no_grad()
+def thread_sweep(args, test) -> None:
+    """Batch 1 at 1 and 2 threads for both engines: whether each one's per-review work runs in parallel."""
+    rows = [test.ids(int(i)).astype(np.int64) for i in np.random.default_rng(0).choice(len(test), 64, replace=False)]
+    batches = [pad_rows([r]) for r in rows]
+    print(f"{'recipe':<10} {'threads':>7} {'torch rev/s':>12} {'ort rev/s':>10} {'ratio':>6}")
+    for recipe in ("classic", "gru", "bilstm"):
+        config = resolve(recipe)
+        torch.manual_seed(0)
+        model = build_classifier(config, 8192).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            build_onnx(model, architectures().get(config.architecture).lower_onnx, 17, {}, Path(tmp) / "m.onnx")
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                session = open_session(Path(tmp) / "m.onnx", threads)
+                t = reviews_per_second(lambda i, n: model(torch.from_numpy(i), torch.from_numpy(n)), batches, args.repeats)
+                o = reviews_per_second(lambda i, n: session.run(["logits"], {"input_ids": i, "lengths": n}), batches, args.repeats)
+                print(f"{recipe:<10} {threads:>7} {t:>12,.1f} {o:>10,.1f} {o / t:>6.2f}", flush=True)
+    torch.set_num_threads(args.threads)
+
+
 VARIANTS = {"fp32": {}, "text": {"with_tokenizer": True}, "int8": {"quantize": "int8"}}
 
 
@@ -128,6 +149,7 @@ def main() -> None:
     parser.add_argument("--reviews", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--thread-sweep", action="store_true", help="batch 1 at 1 and 2 threads, both engines")
     parser.add_argument("--variants", default="fp32,text,int8", help="exports to compare on the test split (with --run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,6 +157,9 @@ def main() -> None:
         splits = load_imdb(args.data)
         test = encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"]
         throughput(args, test)
+    if args.thread_sweep:
+        splits = load_imdb(args.data)
+        thread_sweep(args, encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"])
     if args.run:
         parity(args.run, args.data, args.variants.split(","), args.threads)
 

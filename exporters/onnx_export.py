@@ -21,6 +21,7 @@ instead of logits (see export_onnx).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -135,7 +136,13 @@ def quantize_int8(exported: onnx.ModelProto, scratch: Path) -> onnx.ModelProto:
     source, target = scratch.with_name(scratch.stem + ".fp32.tmp"), scratch.with_name(scratch.stem + ".int8.tmp")
     try:
         onnx.save(exported, str(source))
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # silence its generic advice to pre-process the model first
+        try:
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["LSTM", "MatMul", "Gather"])
+        finally:
+            root.setLevel(level)
         quantized = onnx.load(str(target))
     finally:
         source.unlink(missing_ok=True)

@@ -238,6 +238,8 @@ def test_int8_export_reports_accuracy_change_and_speedup(runs):
     model = onnx.load(report["path"])
     assert "DynamicQuantizeLSTM" in {n.op_type for n in model.graph.node}
     assert OnnxClassifier(report["path"]).predict(["great fun"])[0]["label"] in ("pos", "neg")
+    for arch in ("peephole", "gru"):  # peepholes go to DynamicQuantizeLSTM too; GRU keeps fp32 (no int8 kernel)
+        assert export(runs[arch], quantize="int8")["passed"]
     both = export(runs["bilstm"], quantize="int8", with_tokenizer=True)
     assert both["passed"] and both["input"] == "text" and both["path"].endswith("model-text.int8.onnx")
     with pytest.raises(ExportError, match="int8"):
