@@ -7,8 +7,9 @@
 The tokenizer is read from beside the .onnx file (the name in its metadata)
 and checked against the checksum the export recorded; a `--with-tokenizer`
 export takes raw text and carries its tokenizer (onnxruntime-extensions ops). Texts are normalized and
-truncated exactly as in training, then bucketed by length for throughput; each
-review's result does not depend on its batch.
+truncated exactly as in training, then bucketed by length for throughput; with
+an fp32 export each review's result does not depend on its batch (int8 exports
+quantize activations per batch, so their logits move a little with it).
 """
 
 from __future__ import annotations
