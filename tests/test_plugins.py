@@ -145,6 +145,9 @@ def test_example_plugin_trains_exports_and_predicts(plugin_venv):
     assert json.loads(exported.stdout)["passed"]
     predicted = zoo(plugin_venv, "predict", str(run / "model.onnx"), "wonderful superb", "--json")
     assert predicted.returncode == 0 and json.loads(predicted.stdout)["label"] in ("pos", "neg")
+    text = zoo(plugin_venv, "export", str(run), "--format", "onnx", "--with-tokenizer", "--json")  # torch.onnx path + front end
+    assert text.returncode == 0, text.stderr
+    assert json.loads(text.stdout)["passed"] and json.loads(text.stdout)["input"] == "text"
     npz = zoo(plugin_venv, "export", str(run), "--format", "npz", "--json")
     assert npz.returncode == 0, npz.stderr
     assert json.loads(npz.stdout)["passed"] and (run / "weights.npz").is_file()
