@@ -315,6 +315,7 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
         "normalization": NORMALIZATION, "max_tokens": str(config.train.max_tokens),
         "config": json.dumps(config.to_dict()),
     }
+
     def wrap(classifier: onnx.ModelProto) -> onnx.ModelProto:  # the text front end, when asked for
         if not with_tokenizer:
             return classifier
