@@ -48,7 +48,7 @@ HEADER = ["| recipe | test acc | best val acc (epoch) | epochs | s / epoch | tra
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
 
-def row(r: dict) -> str:
+def table_row(r: dict) -> str:
     to85 = f"{r['seconds_to_85']:.0f}" if r["seconds_to_85"] is not None else "never"
     return (f"| {r['recipe']} | {100 * r['test_accuracy']:.2f} | {100 * r['best_validation_accuracy']:.2f} ({r['best_epoch']}) | "
             f"{r['epochs']} | {r['seconds_per_epoch']:.0f} | {r['seconds']:,.0f} | {r['wall_seconds']:,.0f} | "
@@ -66,7 +66,7 @@ def update_readme(readme: Path, rows: list[dict]) -> None:
     if HEADER[0] not in lines:
         lines += HEADER
     for r in rows:
-        new = row(r)
+        new = table_row(r)
         at = [i for i, line in enumerate(lines) if line.startswith(f"| {r['recipe']} |")]
         if at:
             lines[at[0]] = new
@@ -90,7 +90,7 @@ def main() -> None:
         row = run_recipe(recipe, args.data, out, [f"--set={s}" for s in args.extra])
         print(json.dumps(row), flush=True)
         rows.append(row)
-    print("\n".join(HEADER + [row(r) for r in rows]))
+    print("\n".join(HEADER + [table_row(r) for r in rows]))
     if args.readme:
         update_readme(ROOT / "README.md", rows)
 
