@@ -15,6 +15,7 @@ encoding; zoo.runtime applies it before calling the session.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -26,6 +27,7 @@ from zoo.exporters.graph import Graph
 CONTRIB = "ai.onnx.contrib"
 
 
+@functools.cache
 def re2_break_pattern() -> str:
     """zoo.data.BREAK_PATTERN for RE2: Python's `\\s` is Unicode whitespace, RE2's only ASCII, so list Python's set."""
     spaces = [c for c in range(0x110000) if re.match(r"\s", chr(c))]
