@@ -23,7 +23,7 @@ test: setup
 
 SAMPLE := The movie was cool. The animation and the graphics were out of this world. I would recommend this movie.
 
-# The main job on a budget (a few minutes on 2 cores): train the bilstm recipe for 400 steps,
+# The main job on a budget (about 6 minutes on 2 cores once set up): train the bilstm recipe for 400 steps,
 # evaluate it on the test split, export it to ONNX (validated), and classify the seed
 # tutorial's sample sentence with PyTorch and with onnxruntime (ids in, then raw text in).
 demo: setup
