@@ -227,6 +227,16 @@ def test_with_tokenizer_export_takes_raw_text(runs, tmp_path):
         runtime.logits_from_ids([np.array([3, 4])])
 
 
+def test_text_model_without_onnxruntime_extensions_says_what_to_install(runs, monkeypatch):
+    import zoo.runtime
+
+    path = export(runs["bilstm"], with_tokenizer=True)["path"]
+    monkeypatch.setattr(zoo.runtime, "extensions_library", lambda: None)
+    with pytest.raises(CheckpointError, match="pip install onnxruntime-extensions"):
+        zoo.runtime.OnnxClassifier(path)
+    assert zoo.runtime.OnnxClassifier(export(runs["bilstm"])["path"]).predict(["fun"])  # ids models need none
+
+
 def test_int8_export_reports_accuracy_change_and_speedup(runs):
     from zoo.runtime import OnnxClassifier
 

@@ -32,29 +32,45 @@ BATCH, BATCH_TOKENS, BATCH_CHARS = 64, 64 * 1024, 64 * 1024 * 5  # ~5 characters
 def open_session(model: str | Path | bytes, threads: int | None = None):
     """An onnxruntime CPU session with all graph optimizations; threads None or 0: onnxruntime's default.
 
-    `model` is a path or serialized bytes. onnxruntime-extensions' ops (the text
-    front end of `--with-tokenizer` exports) are registered when it is installed.
+    `model` is a path or serialized bytes. A model that uses onnxruntime-extensions'
+    ops (the text front end of `--with-tokenizer` exports) gets them registered.
     """
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        from onnxruntime_extensions import get_library_path
-    except ImportError:
-        extensions = False
-    else:
-        options.register_custom_ops_library(get_library_path())
-        extensions = True
-    try:
+    def session(extensions: str | None = None):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if extensions:
+            options.register_custom_ops_library(extensions)
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
                                     providers=["CPUExecutionProvider"])
+
+    try:
+        return session()
     except Exception as exc:
-        if not extensions and "ai.onnx.contrib" in str(exc):
-            raise CheckpointError("this model takes raw text through onnxruntime-extensions ops; "
-                                  "install them with `pip install onnxruntime-extensions`") from None
-        raise
+        if "ai.onnx.contrib" not in str(exc):
+            raise
+    library = extensions_library()
+    if library is None:
+        raise CheckpointError("this model takes raw text through onnxruntime-extensions ops; "
+                              "install them with `pip install onnxruntime-extensions`")
+    return session(library)
+
+
+def extensions_library() -> str | None:
+    """The onnxruntime-extensions ops library, found without importing the package (that takes seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("_extensions_pydll*"))
+    if found:
+        return str(found[0])
+    from onnxruntime_extensions import get_library_path  # a layout this lookup does not know
+
+    return get_library_path()
 
 
 class OnnxClassifier:
