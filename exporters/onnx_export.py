@@ -244,21 +244,18 @@ def batch_invariance(session, rows: list[np.ndarray], texts: list[str] | None) -
 
 
 def accuracy_change(model, session, split, texts: list[str] | None, max_tokens: int) -> dict:
-    """Validation-split accuracy of PyTorch (fp32) and of `session`, in the same length-bucketed batches."""
+    """Validation-split accuracy of PyTorch (fp32, zoo.evaluate.split_logits) and of `session`."""
+    from zoo.evaluate import split_logits
+
     rows = [truncate(split.ids(i).astype(np.int64), max_tokens) for i in range(len(split))]
-    agree = correct_torch = correct_onnx = 0
+    got = np.empty(len(rows))
     for batch in evaluation_batches(np.array([len(r) for r in rows]), 64):
-        ids, lens = pad_rows([rows[i] for i in batch])
-        with torch.no_grad():
-            expected = model(torch.from_numpy(ids), torch.from_numpy(lens)).numpy() > 0
-        got = session.run(["logits"], feed(rows, texts, batch.tolist()))[0] > 0
-        labels = split.labels[batch] == 1
-        agree += int((expected == got).sum())
-        correct_torch += int((expected == labels).sum())
-        correct_onnx += int((got == labels).sum())
-    n = len(rows)
-    return {"validation_accuracy_torch": correct_torch / n, "validation_accuracy_onnx": correct_onnx / n,
-            "accuracy_change": (correct_onnx - correct_torch) / n, "prediction_agreement": agree / n}
+        got[batch] = session.run(["logits"], feed(rows, texts, batch.tolist()))[0]
+    expected = split_logits(model, split, max_tokens=max_tokens) > 0
+    labels = split.labels == 1
+    torch_acc, onnx_acc = float((expected == labels).mean()), float(((got > 0) == labels).mean())
+    return {"validation_accuracy_torch": torch_acc, "validation_accuracy_onnx": onnx_acc,
+            "accuracy_change": onnx_acc - torch_acc, "prediction_agreement": float((expected == (got > 0)).mean())}
 
 
 def speedup(fp32, int8, rows: list[np.ndarray], texts: list[str] | None) -> dict:
