@@ -94,3 +94,26 @@ def test_keras_init_matches_the_seed_tutorials_initializers():
     recurrent = lstm.weight_hh_l0  # [4H, H] with orthonormal columns
     assert torch.allclose(recurrent.T @ recurrent, torch.eye(hidden), atol=1e-5)
     assert all(layer.bias.abs().sum() == 0 for layer in model.head if isinstance(layer, torch.nn.Linear))
+
+
+def test_word_dropout_drops_whole_words_in_training_only():
+    from zoo.model import build_classifier
+    from zoo.recipes import resolve
+
+    model = build_classifier(resolve("bilstm", ["classifier.word_dropout=0.5", "classifier.embedding_dropout=0"]), 100)
+    seen = []
+    model.encoder.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    ids, lengths = testing.padded(testing.random_reviews([40, 25, 33]))
+    torch.manual_seed(0)
+    model.train()
+    model(ids, lengths)
+    model.eval()
+    with torch.no_grad():
+        model(ids, lengths)
+    trained, evaluated = seen
+    embedded = model.embedding(ids)
+    dropped = trained.abs().sum(-1) == 0
+    real = ids != 0
+    assert 0.3 < dropped[real].float().mean() < 0.7  # about half of the real words, whole vectors
+    assert torch.equal(trained[~dropped], embedded[~dropped])  # the rest untouched, not rescaled
+    assert torch.equal(evaluated, embedded.detach())

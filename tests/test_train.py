@@ -49,46 +49,64 @@ def test_run_directory_and_summary(tiny_run):
     assert "test accuracy" in (out / "README.md").read_text()
 
 
-def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
-    class Killed(BaseException):
-        """Like SIGKILL: nothing gets to save."""
+class Killed(BaseException):
+    """Like SIGKILL: nothing gets to save."""
 
-    def kill_at(step):
-        if step == 23:
+
+def kill_then_resume(request: TrainRequest, step: int) -> dict:
+    """Run `request` until it is killed at `step`, then resume it to the end; the resumed run's summary."""
+
+    def kill_at(current):
+        if current == step:
             raise Killed
 
-    out = tmp_path / "killed"
     with pytest.raises(Killed):
-        train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step_callback=kill_at)
-    summary = train(TrainRequest(None, resume=out, threads=1))
+        train(request, step_callback=kill_at)
+    return train(TrainRequest(None, resume=request.out, threads=1))
+
+
+def metric_records(out):
+    return without_times(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
+    out = tmp_path / "killed"
+    summary = kill_then_resume(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step=23)
     reference_out, reference = tiny_run
     assert summary["test_accuracy"] == reference["test_accuracy"]
     assert summary["best_validation_accuracy"] == reference["best_validation_accuracy"]
-    mine = without_times(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines())
-    theirs = without_times(json.loads(line) for line in (reference_out / "metrics.jsonl").read_text().splitlines())
-    assert mine == theirs
+    assert metric_records(out) == metric_records(reference_out)
     a, b = torch.load(out / "model.pt", weights_only=True), torch.load(reference_out / "model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_keeps_the_step_budget(tiny_data, tmp_path):
     """--max-steps shapes the LR schedule, so a resumed run must keep the original budget."""
-    class Killed(BaseException):
-        pass
-
-    def kill_at(step):
-        if step == 12:
-            raise Killed
-
     config = resolve("bilstm", TINY + ["train.schedule=cosine"])
     reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1, max_steps=19))
-    with pytest.raises(Killed):
-        train(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1, max_steps=19), step_callback=kill_at)
-    resumed = train(TrainRequest(None, resume=tmp_path / "cut", threads=1))
+    cut = TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1, max_steps=19)
+    resumed = kill_then_resume(cut, step=12)
     assert resumed["steps"] == 19 and resumed["test_accuracy"] == reference["test_accuracy"]
-    mine = without_times(json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())
-    theirs = without_times(json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
-    assert mine == theirs
+    assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
+
+
+def test_weight_average_is_what_gets_kept_and_resumes_exactly(tiny_data, tmp_path):
+    config = resolve("bilstm", TINY + ["train.ema_decay=0.9"])
+    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
+    resumed = kill_then_resume(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
+    last = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
+    average = {k.removeprefix("module."): v for k, v in last["average"].items() if k.startswith("module.")}
+    assert last["average"]["n_averaged"] == resumed["steps"]
+    assert average.keys() == last["model"].keys()
+
+    one_epoch = resolve("bilstm", TINY + ["train.ema_decay=0.9", "train.epochs=1"])
+    train(TrainRequest(one_epoch, data=tiny_data, out=tmp_path / "one", threads=1))
+    last = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "one" / "model.pt", weights_only=True)  # its only epoch is the best
+    assert all(torch.equal(best[k], last["average"]["module." + k]) for k in best)
+    assert any(not torch.equal(best[k], last["model"][k]) for k in best)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tiny_run, tmp_path):

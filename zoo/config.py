@@ -27,6 +27,7 @@ class ClassifierConfig:
 
     embedding_dim: int = 128
     embedding_dropout: float = 0.0
+    word_dropout: float = 0.0  # training only: each token's whole embedding is zeroed with this probability
     pooling: str = "max+mean+last"  # any of max, mean, last joined with "+"
     head_hidden: int = 64  # 0: a single linear layer
     head_dropout: float = 0.0
@@ -39,7 +40,8 @@ class ClassifierConfig:
         if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pooling must join distinct items of {', '.join(POOLINGS)} with '+', got {self.pooling!r}")
         _check_positive(embedding_dim=self.embedding_dim)
-        _check_dropout(embedding_dropout=self.embedding_dropout, head_dropout=self.head_dropout)
+        _check_dropout(embedding_dropout=self.embedding_dropout, word_dropout=self.word_dropout,
+                       head_dropout=self.head_dropout)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     schedule: str = "constant"
     warmup_fraction: float = 0.0
+    ema_decay: float = 0.0  # > 0: validate, keep and test an exponential moving average of the weights
     patience: int = 0  # epochs without validation improvement before stopping; 0: never stop early
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl step records
@@ -79,6 +82,8 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}")
         _check_positive(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in [0, 1)")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError("warmup_fraction must be in [0, 1)")
         for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every",

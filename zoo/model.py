@@ -51,6 +51,7 @@ class Classifier(nn.Module):
         c = config.classifier
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(c.embedding_dropout)
+        self.word_dropout = c.word_dropout
         self.encoder = encoder
         self.pooling = Pooling(c.pooling, bool(getattr(encoder, "bidirectional", False)))
         pooled = self.pooling.output_size(encoder.output_size)
@@ -65,6 +66,10 @@ class Classifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
+        if self.training and self.word_dropout:
+            # Whole words go missing (no rescaling: a dropped word reads like the padding embedding, zero).
+            kept = torch.rand(input_ids.shape, device=x.device) >= self.word_dropout
+            x = x * kept.unsqueeze(-1).to(x.dtype)
         outputs = self.encoder(x, lengths)
         return self.head(self.pooling(outputs, lengths)).squeeze(-1)
 

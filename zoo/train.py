@@ -111,6 +111,16 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights, its decay warmed up as (1 + n) / (10 + n) after n updates."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        n = int(updates)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1 + n) / (10 + n)))
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 def library_versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -203,6 +213,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     torch.manual_seed(tc.seed)
     model = build_classifier(config, tokenizer.vocab_size).to(device)
     optimizer = make_optimizer(model, tc)
+    average = weight_average(model, tc.ema_decay) if tc.ema_decay else None
+    kept = average.module if average is not None else model  # the weights that are validated, kept and tested
     lengths = truncated_lengths(train_split.lengths, tc.max_tokens)
     sampler = BucketBatchSampler(lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
     planned = sum(len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs))  # batch counts vary a little
@@ -210,6 +222,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if average is not None:
+            average.load_state_dict(checkpoint["average"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if device == "cuda" and "cuda" in checkpoint["rng"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -231,11 +245,13 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
         rng = {"torch": torch.get_rng_state()}
         if device == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "progress": asdict(progress), "rng": rng}, run.file(LAST))
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "progress": asdict(progress), "rng": rng}
+        if average is not None:
+            state["average"] = average.state_dict()
+        save_torch(state, run.file(LAST))
 
     def validate() -> dict:
-        metrics = classification_metrics(split_logits(model, validation, device, tc.max_tokens), validation.labels)
+        metrics = classification_metrics(split_logits(kept, validation, device, tc.max_tokens), validation.labels)
         return {k: metrics[k] for k in ("accuracy", "loss", "f1")}
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
@@ -261,6 +277,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
                 if tc.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 optimizer.step()
+                if average is not None:
+                    average.update_parameters(model)
 
                 progress.global_step += 1
                 progress.step_in_epoch += 1
@@ -299,7 +317,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
             improved = val["accuracy"] > progress.best_accuracy
             if improved:
                 progress.best_accuracy, progress.best_epoch, progress.bad_epochs = val["accuracy"], progress.epoch + 1, 0
-                save_torch(model.state_dict(), run.file(WEIGHTS))
+                save_torch(kept.state_dict(), run.file(WEIGHTS))
             else:
                 progress.bad_epochs += 1
             seen = max(progress.epoch_seen, 1)
@@ -319,8 +337,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
         bar.close()
 
     # --- the best model, once, on the test split -----------------------------------------------
-    model.load_state_dict(load_torch(run.file(WEIGHTS)))
-    test = classification_metrics(split_logits(model, encoded["test"], device, tc.max_tokens), encoded["test"].labels)
+    kept.load_state_dict(load_torch(run.file(WEIGHTS)))
+    test = classification_metrics(split_logits(kept, encoded["test"], device, tc.max_tokens), encoded["test"].labels)
     _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
     progress.finished = True
     save_checkpoint()
