@@ -4,10 +4,10 @@ Fits a recipe on the train split, selects the best epoch on the validation
 split (early stopping with patience), and evaluates that best model once on
 the test split. A resumable checkpoint (`last.pt`) is written atomically every
 `checkpoint_every` steps and at each epoch's end; it holds the model,
-optimizer, epoch/step, RNG state and running sums, so a run killed at any
-point and resumed with `--resume` ends with the same metrics as one that was
-never interrupted. Ctrl-C (or SIGTERM) stops at the next step boundary and
-writes that checkpoint first.
+optimizer, the weight average (with `train.ema_decay`), epoch/step, RNG state
+and running sums, so a run killed at any point and resumed with `--resume` ends
+with the same metrics as one that was never interrupted. Ctrl-C (or SIGTERM)
+stops at the next step boundary and writes that checkpoint first.
 """
 
 from __future__ import annotations
