@@ -96,6 +96,23 @@ def test_keras_init_matches_the_seed_tutorials_initializers():
     assert all(layer.bias.abs().sum() == 0 for layer in model.head if isinstance(layer, torch.nn.Linear))
 
 
+def test_embedding_std_sets_the_initial_scale_and_keeps_padding_zero():
+    from zoo.errors import ConfigError
+    from zoo.model import build_classifier
+    from zoo.recipes import resolve
+
+    default = build_classifier(resolve("classic"), 2000).embedding.weight[1:]  # PyTorch's N(0, 1)
+    recipe = build_classifier(resolve("bilstm"), 2000).embedding.weight  # the recipe's 0.3
+    small = build_classifier(resolve("bilstm", ["classifier.embedding_std=0.1"]), 2000).embedding.weight
+    assert 0.95 < default.std() < 1.05
+    assert 0.285 < recipe[1:].std() < 0.315
+    assert 0.095 < small[1:].std() < 0.105 and small[0].abs().sum() == 0
+    with pytest.raises(ConfigError, match="embedding_std applies to init = torch"):
+        resolve("bilstm-seed", ["classifier.embedding_std=0.1"])
+    with pytest.raises(ConfigError, match="embedding_std"):
+        resolve("bilstm", ["classifier.embedding_std=0"])
+
+
 def test_word_dropout_drops_whole_words_in_training_only():
     from zoo.model import build_classifier
     from zoo.recipes import resolve

@@ -26,6 +26,7 @@ class ClassifierConfig:
     """Embedding -> encoder -> pooling over valid steps -> head; shared by every architecture."""
 
     embedding_dim: int = 128
+    embedding_std: float = 1.0  # embeddings start as N(0, std^2); 1.0 is PyTorch's default (init = "torch" only)
     embedding_dropout: float = 0.0
     word_dropout: float = 0.0  # training only: each token's whole embedding is zeroed with this probability
     pooling: str = "max+mean+last"  # any of max, mean, last joined with "+"
@@ -36,10 +37,12 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if self.init not in ("torch", "keras"):
             raise ValueError(f"init must be torch or keras, got {self.init!r}")
+        if self.init == "keras" and self.embedding_std != 1.0:
+            raise ValueError("embedding_std applies to init = torch; init = keras draws embeddings from uniform(-0.05, 0.05)")
         parts = self.pooling.split("+")
         if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pooling must join distinct items of {', '.join(POOLINGS)} with '+', got {self.pooling!r}")
-        _check_positive(embedding_dim=self.embedding_dim)
+        _check_positive(embedding_dim=self.embedding_dim, embedding_std=self.embedding_std)
         _check_dropout(embedding_dropout=self.embedding_dropout, word_dropout=self.word_dropout,
                        head_dropout=self.head_dropout)
 

@@ -63,6 +63,10 @@ class Classifier(nn.Module):
             self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Linear(pooled, 1))
         if c.init == "keras":
             keras_init(self)
+        elif c.embedding_std != 1.0:
+            with torch.no_grad():
+                nn.init.normal_(self.embedding.weight, std=c.embedding_std)
+                self.embedding.weight[PAD_ID].zero_()
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = self.embedding_dropout(self.embedding(input_ids))
