@@ -9,8 +9,14 @@ through torch.onnx (TorchScript-based exporter) as a whole.
 Validation, after every export: onnxruntime against PyTorch on real validation
 reviews, alone (batch 1), in batches of 7 and 64 in random order (short and
 long mixed), and in one batch of the shortest beside the longest. The largest
-|logit difference| must stay within atol; otherwise the file is renamed
-`<name>.failed.onnx` and the export fails with the worst case named.
+|logit difference| must stay within atol; otherwise the export fails with the
+worst case named.
+
+The export is written to a temporary file and renamed to its name only once it
+has passed: however it fails (onnx.checker, onnxruntime, tolerance), the name
+keeps the previous good file (or nothing) and the failed graph is kept as
+`<name>.failed.onnx`. It never writes into another run's directory or over a
+tokenizer.model that belongs to another model.
 
 Variants: `with_tokenizer` puts exporters/text_frontend.py in front (raw strings
 in; validated on the raw text of the same reviews); `quantize="int8"` applies
@@ -20,9 +26,11 @@ instead of logits (see export_onnx).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import shutil
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +42,12 @@ from onnx import helper
 
 from zoo import __version__
 from zoo.batching import evaluation_batches, pad_rows, truncate
-from zoo.data import load_imdb
 from zoo.encoded import encode_splits
 from zoo.errors import ExportError, ZooError
 from zoo.exporters.graph import Graph, float_output, int64_input
 from zoo.exporters.lowering import step_positions
 from zoo.exporters.text_frontend import with_text_frontend
+from zoo.files import atomic_write
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
 from zoo.runtime import open_session
@@ -47,7 +55,7 @@ from zoo.tokenizer import Tokenizer
 
 DEFAULT_OPSET, DEFAULT_ATOL, VALIDATION_REVIEWS = 17, 1e-4, 256
 DEFAULT_MAX_ACCURACY_DROP = 0.005  # int8 exports: validation accuracy may fall by half a point at most
-NORMALIZATION = "HTML line breaks (<br />, <br/>, <br>, any case) become one space; then SentencePiece NFKC"
+NORMALIZATION = "HTML line breaks (<br />, <br/>, <br>, any case) and NUL become one space; then SentencePiece NFKC"
 
 
 def lower_pooling(graph: Graph, outputs: str, lengths: str, kinds: list[str], bidirectional: bool) -> str:
@@ -111,10 +119,9 @@ def classifier_graph(model, lower, opset: int, metadata: dict[str, str], scratch
 
 
 def check_and_save(exported: onnx.ModelProto, path: Path) -> None:
-    try:
-        onnx.checker.check_model(exported, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"the exported graph fails onnx.checker: {exc}") from None
+    problem = checker_problem(exported)
+    if problem:
+        raise ExportError(f"the exported graph fails onnx.checker: {problem}")
     onnx.save(exported, str(path))
 
 
@@ -301,10 +308,11 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     run = RunDir.open(run_dir)
     config = run.config()
     model = run.load_model()
-    tokenizer = Tokenizer(run.file(TOKENIZER))
+    tokenizer = run.tokenizer()
     path = Path(output) if output else default_output(run, with_tokenizer, quantize)
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: the output file must end in .onnx")
+    check_destination(run, path, tokenizer)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "zoo_version": __version__, "architecture": config.architecture, "recipe": config.recipe,
@@ -318,16 +326,62 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
             return classifier
         return with_text_frontend(classifier, tokenizer.path.read_bytes(), config.train.max_tokens, opset)
 
-    fp32 = classifier_graph(model, architectures().get(config.architecture).lower_onnx, opset, metadata, path)
-    exported = wrap(quantize_int8(fp32, path) if quantize else fp32)
-    check_and_save(exported, path)
-    if path.parent.resolve() != run.path.resolve():
-        shutil.copyfile(run.file(TOKENIZER), path.parent / TOKENIZER)
-
-    # --- validation against PyTorch on real validation reviews ------------------------------
-    source = data or run.read_info().get("data", {}).get("source")
+    # Everything is written to a temporary file first: `path` gets the export only once it has passed.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.onnx")
+    os.close(fd)
+    scratch, failed = Path(name), path.with_name(path.stem + ".failed.onnx")
     try:
-        splits = load_imdb(source)
+        fp32 = classifier_graph(model, architectures().get(config.architecture).lower_onnx, opset, metadata, scratch)
+        exported = wrap(quantize_int8(fp32, scratch) if quantize else fp32)
+        onnx.save(exported, str(scratch))
+        problem = checker_problem(exported)
+        if problem:
+            scratch.replace(failed)
+            raise ExportError(f"the exported graph fails onnx.checker: {problem}; the file is kept as {failed}")
+        report = validate_export(run, model, config, tokenizer, scratch, data=data, threads=threads, atol=atol,
+                                 with_tokenizer=with_tokenizer, quantize=quantize, max_accuracy_drop=max_accuracy_drop,
+                                 fp32=(lambda: wrap(fp32).SerializeToString()), failed=failed)
+        report |= {"lowering": metadata_of(exported)["lowering"], "opset": opset}
+        if not report["passed"]:
+            scratch.replace(failed)
+            report["path"] = str(failed)
+            raise ExportError(failure_message(report, failed), report)
+        if path.parent.resolve() != run.path.resolve():
+            atomic_write(path.parent / TOKENIZER, lambda f: f.write(run.file(TOKENIZER).read_bytes()))
+        scratch.replace(path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    report["path"] = str(path)
+    return report
+
+
+def check_destination(run: RunDir, path: Path, tokenizer: Tokenizer) -> None:
+    """Refuse, before any work, an output that would overwrite files belonging to another run or model."""
+    folder = path.parent
+    if folder.resolve() == run.path.resolve():
+        return
+    if (folder / "config.json").is_file():
+        raise ExportError(f"{folder} is another run's directory; writing {path.name} and {TOKENIZER} there would "
+                          f"replace its files. Export into {run.path} or a folder of its own")
+    beside = folder / TOKENIZER
+    if beside.exists() and hashlib.sha256(beside.read_bytes()).hexdigest() != tokenizer.sha256:
+        raise ExportError(f"{beside} belongs to another model (a different tokenizer); exporting to {path} would replace "
+                          "it and break that model. Export into a folder of its own")
+
+
+def checker_problem(exported: onnx.ModelProto) -> str | None:
+    try:
+        onnx.checker.check_model(exported, full_check=True)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def validate_export(run: RunDir, model, config, tokenizer: Tokenizer, scratch: Path, *, data, threads, atol,
+                    with_tokenizer: bool, quantize, max_accuracy_drop, fp32, failed: Path) -> dict:
+    """Validate the export at `scratch` against PyTorch on the run's real validation reviews; the report."""
+    try:
+        splits = run.load_data(data, allow_other_data=True)  # any real reviews serve to compare the two engines
         validation = encode_splits(splits, tokenizer, names=["validation"])["validation"]
     except ZooError as exc:
         raise ExportError(f"validating the export needs the run's validation reviews: {exc}") from None
@@ -335,21 +389,24 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     chosen = pick_reviews(validation.lengths, VALIDATION_REVIEWS)
     rows = [truncate(validation.ids(int(i)).astype(np.int64), config.train.max_tokens) for i in chosen]
     texts = [all_texts[int(i)] for i in chosen] if with_tokenizer else None
-    session = open_session(path, threads)
-    report = validate(model, session, rows, atol, texts)
-    report |= {"path": str(path), "reviews": len(rows), "batch_sizes": [1, 7, 64], "atol": atol,
-               "lowering": metadata_of(exported)["lowering"], "opset": opset, "input": "text" if with_tokenizer else "ids"}
+    try:
+        session = open_session(scratch, threads)
+    except Exception as exc:
+        scratch.replace(failed)
+        raise ExportError(f"onnxruntime cannot load the export ({type(exc).__name__}: {exc}); "
+                          f"the file is kept as {failed}") from None
+    try:
+        report = validate(model, session, rows, atol, texts)
+    except ExportError as exc:
+        scratch.replace(failed)
+        raise ExportError(f"{exc}; the file is kept as {failed}") from None
+    report |= {"reviews": len(rows), "batch_sizes": [1, 7, 64], "atol": atol, "input": "text" if with_tokenizer else "ids"}
     if quantize:
         report |= accuracy_change(model, session, validation, all_texts, config.train.max_tokens)
         report |= {"quantization": quantize, "max_accuracy_drop": max_accuracy_drop,
                    "batch_invariance": batch_invariance(session, rows, texts),
-                   "speed": speedup(open_session(wrap(fp32).SerializeToString(), threads), session, rows, texts),
+                   "speed": speedup(open_session(fp32(), threads), session, rows, texts),
                    "passed": report["accuracy_change"] >= -max_accuracy_drop}
-    if not report["passed"]:
-        failed = path.with_name(path.stem + ".failed.onnx")
-        path.replace(failed)
-        report["path"] = str(failed)
-        raise ExportError(failure_message(report, failed), report)
     return report
 
 

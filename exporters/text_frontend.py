@@ -10,7 +10,8 @@ max_tokens, pad id 0, and an empty text as one pad token of length 1
 (zoo.batching.pad_rows).
 
 Not in the graph: the 1,000,000-character cut zoo.tokenizer applies before
-encoding; zoo.runtime applies it before calling the session.
+encoding, and NUL becoming a space (onnxruntime-extensions reads each string
+only up to its first NUL); zoo.runtime applies both before calling the session.
 """
 
 from __future__ import annotations

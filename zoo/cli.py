@@ -6,8 +6,10 @@ need them, so `zoo --help` and `zoo list` start instantly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -31,8 +33,31 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and inf (which FloatRange lets through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def _json_safe(obj: Any) -> Any:
+    """nan and inf (not JSON) become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, sort_keys=False))
+    click.echo(json.dumps(_json_safe(obj), sort_keys=False, allow_nan=False))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,18 +150,21 @@ def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> Non
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.batch_size=N.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Shortcut for --set train.lr=X.")
-@click.option("--seed", type=int, default=None, help="Shortcut for --set train.seed=N.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Shortcut for --set train.lr=X.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=None, help="Shortcut for --set train.seed=N.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any hyperparameter (see `zoo info`).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run directory.")
+@click.option("--allow-other-data", is_flag=True,
+              help="--resume with data whose fingerprint differs from the run's (other labels or splits).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Make the last stdout line a JSON summary.")
 @user_errors
 def train_command(name: str | None, data: str | None, out: Path | None, epochs: int | None, max_steps: int | None,
                   batch_size: int | None, lr: float | None, seed: int | None, overrides: tuple[str, ...], device: str,
-                  threads: int | None, resume: Path | None, no_progress: bool, as_json: bool) -> None:
+                  threads: int | None, resume: Path | None, allow_other_data: bool, no_progress: bool,
+                  as_json: bool) -> None:
     """Train a recipe or architecture on IMDB, select on validation, evaluate once on test."""
     from zoo.errors import ConfigError
 
@@ -152,7 +180,8 @@ def train_command(name: str | None, data: str | None, out: Path | None, epochs: 
     from zoo.train import TrainRequest, train
 
     summary = train(TrainRequest(config=config, data=data, out=out, device=device, threads=threads,
-                                 max_steps=max_steps, progress=not no_progress and sys.stderr.isatty(), resume=resume))
+                                 max_steps=max_steps, progress=not no_progress and sys.stderr.isatty(), resume=resume,
+                                 allow_other_data=allow_other_data))
     if not as_json:
         click.echo(f"run: {summary['run_dir']}")
         click.echo(f"best validation accuracy {summary['best_validation_accuracy']:.4f} (epoch {summary['best_epoch']}), "
@@ -167,14 +196,17 @@ def train_command(name: str | None, data: str | None, out: Path | None, epochs: 
 @click.argument("run", type=click.Path(path_type=Path))
 @data_option
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
+@click.option("--allow-other-data", is_flag=True,
+              help="Evaluate on data whose fingerprint differs from the data the run was trained on.")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def evaluate_command(run: Path, data: str | None, split: str, threads: int | None, as_json: bool) -> None:
+def evaluate_command(run: Path, data: str | None, split: str, allow_other_data: bool, threads: int | None,
+                     as_json: bool) -> None:
     """Accuracy, loss, precision, recall, F1 and confusion matrix of a trained run."""
     from zoo.predict import evaluate_run
 
-    metrics = evaluate_run(run, data, split, threads)
+    metrics = evaluate_run(run, data, split, threads, allow_other_data)
     if as_json:
         print_json(metrics)
         return
@@ -192,17 +224,19 @@ def evaluate_command(run: Path, data: str | None, split: str, threads: int | Non
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: label and probability.")
 @user_errors
 def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as_json: bool) -> None:
-    """Classify TEXTs (or one text per line of stdin) with a run directory or an exported .onnx model."""
-    from zoo.predict import predict_texts
+    """Classify TEXTs (or each line of stdin: one text per \\n-separated line) with a run directory or a .onnx model."""
+    from zoo.predict import chunked, input_lines, open_predictor
 
-    if not texts:
-        texts = tuple(sys.stdin.buffer.read().decode("utf-8", errors="replace").splitlines())
-    for text, result in zip(texts, predict_texts(model, list(texts), threads)):
-        if as_json:
-            print_json(result)
-        else:
-            preview = " ".join(text.split())
-            click.echo(f"{result['label']}\t{result['probability']:.4f}\t{preview[:70]}{'...' if len(preview) > 70 else ''}")
+    predict = open_predictor(model, threads)
+    batches = [list(texts)] if texts else chunked(input_lines(sys.stdin.buffer))
+    for batch in batches:
+        for text, result in zip(batch, predict(batch), strict=True):
+            if as_json:
+                print_json(result)
+            else:
+                preview = " ".join(text.split())
+                click.echo(f"{result['label']}\t{result['probability']:.4f}\t{preview[:70]}{'...' if len(preview) > 70 else ''}")
+        sys.stdout.flush()  # print as we go
 
 
 @main.command("export")
@@ -210,7 +244,7 @@ def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as
 @click.option("--format", "format_name", default="onnx", show_default=True, help="An export format (see `zoo list`).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Output file (default RUN/model.onnx).")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
-@click.option("--atol", type=click.FloatRange(min=0), default=None, help="Validation tolerance on logits (default 1e-4).")
+@click.option("--atol", type=FiniteFloat(min=0), default=None, help="Validation tolerance on logits (default 1e-4).")
 @click.option("--with-tokenizer", is_flag=True,
               help="onnx: one model from raw text to logits (tokenizer inside, onnxruntime-extensions ops).")
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
@@ -229,17 +263,25 @@ def export_command(run: Path, format_name: str, output: Path | None, opset: int 
     from zoo.registry import exporters
 
     exporter = exporters().get(format_name)
+    origin = f"export format {format_name!r} from {exporters().describe(format_name).distribution}"
     options = {"opset": opset, "atol": atol, "data": data, "threads": threads}
     # Format-specific options go only to exporters when given, so other formats need not know them.
     options |= {"with_tokenizer": True} if with_tokenizer else {}
     options |= {"quantize": quantize} if quantize else {}
     options |= {"max_accuracy_drop": max_accuracy_drop / 100} if max_accuracy_drop is not None else {}
     try:
-        report = exporter.export(run, output, **options)
+        with contextlib.redirect_stdout(sys.stderr):  # an exporter's prints must not corrupt --json output
+            report = exporter.export(run, output, **options)
     except ExportError as exc:
         if as_json and exc.report:
             print_json(_export_summary(exc.report))
         raise
+    except ZooError:
+        raise
+    except Exception as exc:  # a third-party exporter's own fault
+        raise ExportError(f"{origin} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(report, dict):
+        raise ExportError(f"{origin} returned {type(report).__name__}, not a report dict; the plugin is broken")
     if as_json:
         print_json(_export_summary(report))
     elif "quantization" in report:

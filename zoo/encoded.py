@@ -6,12 +6,15 @@ offsets, so batching slices numpy memory instead of touching Python lists.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from zoo.data import ImdbSplits, cache_dir
+from zoo.data import ImdbSplits, cache_dir, cache_lock
+from zoo.faults import failpoint
 from zoo.tokenizer import Tokenizer, sentencepiece_version
 
 
@@ -43,28 +46,15 @@ class EncodedSplit:
 def encode_splits(splits: ImdbSplits, tokenizer: Tokenizer,
                   names: Iterable[str] = ("train", "validation", "test")) -> dict[str, EncodedSplit]:
     """Encode the named splits, reusing the Arrow cache from an earlier run with the same data and tokenizer."""
-    from datasets import Dataset, Features, Sequence, Value
-
     folder = cache_dir() / "encoded"
-    folder.mkdir(parents=True, exist_ok=True)
-    features = Features({"input_ids": Sequence(Value("int32")), "label": Value("int64")})
     available = splits.named()
     out = {}
     for name in names:
         path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-spm{sentencepiece_version()}-{name}.arrow"
-        if path.is_file():
-            encoded = Dataset.from_file(str(path))
-        else:
-            dataset = available[name]
-            tmp = path.with_name(path.name + ".tmp")
-            encoded = dataset.map(
-                lambda batch: {"input_ids": tokenizer.encode(batch["text"]), "label": batch["label"]},
-                batched=True, batch_size=5000, remove_columns=dataset.column_names, features=features,
-                cache_file_name=str(tmp), load_from_cache_file=False, desc=f"encoding {name}",
-            )
-            del encoded
-            tmp.replace(path)
-            encoded = Dataset.from_file(str(path))
+        with cache_lock(path):  # one process encodes, another wanting the same split waits and reuses it
+            encoded = _load_encoded(path, len(available[name]))
+            if encoded is None:
+                encoded = _encode(available[name], tokenizer, name, path)
         column = encoded.data.column("input_ids").combine_chunks()
         out[name] = EncodedSplit(
             name,
@@ -73,3 +63,35 @@ def encode_splits(splits: ImdbSplits, tokenizer: Tokenizer,
             labels=encoded.data.column("label").to_numpy().astype(np.int64),
         )
     return out
+
+
+def _load_encoded(path: Path, rows: int):
+    """The cached encoded split at `path`, or None when it is missing or corrupt (then it is removed)."""
+    from datasets import Dataset
+
+    if not path.is_file():
+        return None
+    try:
+        encoded = Dataset.from_file(str(path))
+        if len(encoded) == rows and set(encoded.column_names) == {"input_ids", "label"}:
+            return encoded
+    except Exception:
+        pass
+    path.unlink()
+    return None
+
+
+def _encode(dataset, tokenizer: Tokenizer, name: str, path: Path):
+    from datasets import Dataset, Features, Sequence, Value
+
+    features = Features({"input_ids": Sequence(Value("int32")), "label": Value("int64")})
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    encoded = dataset.map(
+        lambda batch: {"input_ids": tokenizer.encode(batch["text"]), "label": batch["label"]},
+        batched=True, batch_size=5000, remove_columns=dataset.column_names, features=features,
+        cache_file_name=str(tmp), load_from_cache_file=False, desc=f"encoding {name}",
+    )
+    del encoded
+    failpoint("encoding")
+    tmp.replace(path)
+    return Dataset.from_file(str(path))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import redirect_stdout
+
 import torch
 from torch import nn
 
@@ -114,16 +117,52 @@ def build_classifier(config: RunConfig, vocab_size: int) -> Classifier:
     from zoo.errors import PluginError
     from zoo.registry import architectures
 
-    registry = architectures()
-    arch = registry.get(config.architecture)
-    origin = f"architecture {config.architecture!r} from {registry.describe(config.architecture).distribution}"
+    arch = architectures().get(config.architecture)
+    origin = _origin(config.architecture)
     try:
-        encoder = arch.build(config.encoder, config.classifier.embedding_dim)
+        with redirect_stdout(sys.stderr):  # a chatty plugin must not corrupt --json output
+            encoder = arch.build(config.encoder, config.classifier.embedding_dim)
     except Exception as exc:
         raise PluginError(f"{origin}: build() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(encoder, nn.Module) or not isinstance(getattr(encoder, "output_size", None), int):
         raise PluginError(f"{origin} breaks the plugin contract: build() must return an nn.Module with an int `output_size`")
     return Classifier(encoder, vocab_size, config)
+
+
+def _origin(architecture: str) -> str:
+    from zoo.registry import architectures
+
+    return f"architecture {architecture!r} from {architectures().describe(architecture).distribution}"
+
+
+@torch.no_grad()
+def verify_encoder(model: Classifier, ids: torch.Tensor, lengths: torch.Tensor, config: RunConfig) -> None:
+    """Check the encoder's output on one real batch (eval mode): [B, T, output_size] and finite, or a PluginError.
+
+    Run once before training, so that a broken plugin is named at its first batch, not as a shape error
+    deep inside pooling or as a NaN loss hundreds of steps later.
+    """
+    from zoo.errors import PluginError
+
+    was_training = model.training
+    model.eval()
+    try:
+        x = model.embedding(ids)
+        try:
+            outputs = model.encoder(x, lengths)
+        except Exception as exc:
+            raise PluginError(f"{_origin(config.architecture)}: its encoder failed on the first batch "
+                              f"(input {list(x.shape)}): {type(exc).__name__}: {exc}") from exc
+        expected = [ids.shape[0], ids.shape[1], model.encoder.output_size]
+        if not isinstance(outputs, torch.Tensor) or list(outputs.shape) != expected:
+            got = list(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+            raise PluginError(f"{_origin(config.architecture)} breaks the plugin contract: its encoder returned "
+                              f"{got} for input {list(x.shape)}; expected [batch, steps, output_size] = {expected}")
+        if not bool(torch.isfinite(outputs).all()):
+            raise PluginError(f"{_origin(config.architecture)} breaks the plugin contract: its encoder returned "
+                              "non-finite values (nan or inf) on the first batch")
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -85,6 +85,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig saved by RunConfig.to_dict() (a run dir's config.json)."""
     from zoo.registry import architectures
 
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("recipe", "architecture")):
+        raise ConfigError("run config needs 'recipe' and 'architecture' names; is this a run directory written by `zoo train`?")
     try:
         arch = architectures().get(data["architecture"])
         return RunConfig(

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
@@ -148,7 +150,8 @@ class Registry:
 
     def _load(self, name: str, provider: Provider) -> Described:
         try:
-            obj = provider.entry_point.load()
+            with redirect_stdout(sys.stderr):  # a plugin printing at import must not corrupt --json output
+                obj = provider.entry_point.load()
         except (Exception, SystemExit) as exc:
             return Described(name, [provider], BROKEN, error=f"importing {provider.target} failed: {type(exc).__name__}: {exc}")
         version = getattr(obj, "api_version", PLUGIN_API_VERSION)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from zoo.rundir import CARD, CURVES, RunDir, atomic_write, atomic_write_text
+from zoo.files import atomic_write, atomic_write_text
+from zoo.rundir import CARD, CURVES, RunDir
 
 
 def write_curves(run: RunDir) -> None:

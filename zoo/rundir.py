@@ -15,42 +15,58 @@ read with `torch.load(weights_only=True)`: loading never executes code.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 from zoo.config import RunConfig
 from zoo.errors import CheckpointError
+from zoo.files import atomic_write, atomic_write_text
 
 CONFIG, TOKENIZER, WEIGHTS, LAST, METRICS, CURVES, CARD = (
     "config.json", "tokenizer.model", "model.pt", "last.pt", "metrics.jsonl", "curves.png", "README.md")
+LOCK = ".zoo.lock"  # held by the process that trains the run
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through `write(file)` into a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def new_run_dir(out: Path | None, recipe: str) -> "RunDir":
+    """A fresh run directory: runs/RECIPE-<timestamp>[-N] (created atomically, so never shared), or `out`.
+
+    An explicit `out` that is a file or a non-empty folder is refused.
+    """
+    from datetime import datetime
+
+    from zoo.errors import ConfigError
+
+    if out is None:
+        base = Path("runs") / f"{recipe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+            try:
+                candidate.mkdir()  # atomic: of two processes in the same second, one gets -2
+                return RunDir(candidate)
+            except FileExistsError:
+                continue
+        raise ConfigError(f"cannot find a free run directory name next to {base}; pass --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is an existing file; pick a folder that does not exist yet")
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
+        raise ConfigError(f"--out {out} already exists and is not empty; pick another --out, or --resume it")
     try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run directory {out}: {exc.strerror}") from None
+    return RunDir(out)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), mode="w")
-
-
-def save_torch(obj: Any, path: Path) -> None:
+def save_torch(obj: Any, path: Path, failpoint_name: str | None = None) -> None:
     import torch
 
-    atomic_write(path, lambda f: torch.save(obj, f))
+    from zoo.faults import failpoint
+
+    atomic_write(path, lambda f: torch.save(obj, f),
+                 before_rename=(lambda: failpoint(failpoint_name)) if failpoint_name else None)
 
 
 def load_torch(path: Path) -> Any:
@@ -82,40 +98,119 @@ class RunDir:
             raise CheckpointError(f"{run.path} has no {CONFIG}; is it a run directory written by `zoo train`?")
         return run
 
+    @contextmanager
+    def lock(self, fresh: bool = False) -> Iterator[None]:
+        """Hold the run's lock while training it: a second process training the same run is refused.
+
+        `fresh`: the run must still be empty once the lock is held (two `--out` of one new folder).
+        """
+        from filelock import FileLock, Timeout
+
+        from zoo.errors import ConfigError
+
+        lock = FileLock(str(self.file(LOCK)), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ConfigError(f"{self.path} is being trained by another process right now; wait for it, "
+                              "or pick another --out") from None
+        try:
+            if fresh and any(p.name != LOCK for p in self.path.iterdir()):
+                raise ConfigError(f"{self.path} was just taken by another `zoo train`; pick another --out")
+            for stale in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
+                stale.unlink()
+            yield
+        finally:
+            lock.release()
+
     def read_info(self) -> dict[str, Any]:
         try:
-            return json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
+            info = json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{self.file(CONFIG)} is corrupt ({exc}); the run cannot be rebuilt") from None
+        if not isinstance(info, dict) or not all(isinstance(info.get(k, {}), dict) for k in ("config", "data", "tokenizer")):
+            raise CheckpointError(f"{self.file(CONFIG)} is not a zoo run config (expected a JSON object with "
+                                  "'config', 'data' and 'tokenizer' objects); the run cannot be rebuilt")
+        return info
 
     def config(self) -> RunConfig:
+        from zoo.errors import ZooError
         from zoo.recipes import config_from_dict
 
         info = self.read_info()
         if "config" not in info:
             raise CheckpointError(f"{self.file(CONFIG)} has no 'config' entry; the run cannot be rebuilt")
-        return config_from_dict(info["config"])
+        try:
+            return config_from_dict(info["config"])
+        except CheckpointError:
+            raise
+        except ZooError as exc:
+            raise CheckpointError(f"{self.file(CONFIG)}: {exc}") from None
 
     def write_info(self, info: dict[str, Any]) -> None:
-        atomic_write_text(self.file(CONFIG), json.dumps(info, indent=2) + "\n")
+        atomic_write_text(self.file(CONFIG), json.dumps(info, indent=2, allow_nan=False) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The metrics.jsonl records; a last line cut short by a kill is left out."""
         path = self.file(METRICS)
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break
+                raise CheckpointError(f"{path} line {number} is not JSON; the metrics file is corrupt") from None
+            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+                raise CheckpointError(f"{path} line {number} is not a zoo metrics record")
+            records.append(record)
+        return records
+
+    def tokenizer(self):
+        """The run's tokenizer, checked against the sha256 that config.json recorded at training time."""
+        from zoo.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.file(TOKENIZER))
+        expected = self.read_info().get("tokenizer", {}).get("sha256")
+        if expected is not None and tokenizer.sha256 != expected:
+            raise CheckpointError(
+                f"{self.file(TOKENIZER)} is not the tokenizer this run was trained with (sha256 "
+                f"{tokenizer.sha256[:12]}..., {CONFIG} records {str(expected)[:12]}...): it was replaced, perhaps "
+                "by an export into this folder. Restore the run's own tokenizer.model (or train the run again)")
+        return tokenizer
+
+    def load_data(self, data: str | None, allow_other_data: bool = False, **options: Any):
+        """The run's data source (or `data`), refused when its fingerprint differs from the run's."""
+        from zoo.data import load_imdb
+        from zoo.errors import DataError
+
+        recorded = self.read_info().get("data", {})
+        splits = load_imdb(data or recorded.get("source"), **options)
+        expected = recorded.get("fingerprint")
+        if expected and splits.fingerprint != expected and not allow_other_data:
+            raise DataError(
+                f"the data at {splits.source} is not the data {self.path} was trained on (fingerprint "
+                f"{splits.fingerprint}, the run has {expected}): other labels, another test split or a different "
+                "train/validation carve would give wrong figures. Pass the run's own --data, or add "
+                "--allow-other-data to use this data anyway")
+        return splits
 
     def load_model(self, device: str = "cpu"):
         """The classifier with the run's best weights, in eval mode."""
+        import torch
+
         from zoo.model import build_classifier
-        from zoo.tokenizer import Tokenizer
 
         config = self.config()
-        vocab = Tokenizer(self.file(TOKENIZER)).vocab_size
-        model = build_classifier(config, vocab)
+        model = build_classifier(config, self.tokenizer().vocab_size)
         state = load_torch(self.file(WEIGHTS))
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{self.file(WEIGHTS)} is not a state dict of tensors; it was not written by the zoo")
         try:
             model.load_state_dict(state)
-        except (RuntimeError, TypeError, KeyError) as exc:
+        except (RuntimeError, TypeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"{self.file(WEIGHTS)} does not fit the model in {CONFIG}: {exc}") from None
         return model.to(device).eval()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -73,11 +73,73 @@ def extensions_library() -> str | None:
     return get_library_path()
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse a model whose tensors point at external data outside its own folder (or through a link out of it).
+
+    onnxruntime versions differ in whether they check this; a crafted model could otherwise read any file
+    the process can read.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {exc}); export it again") from None
+    folder = path.parent.resolve()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise CheckpointError(f"{path} refers to external data {location!r} outside its own folder; "
+                                  "refusing to load it (a model's external data must sit beside it)")
+
+
+def _tensors(graph) -> Iterator:
+    """Every tensor of a graph: initializers, sparse initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _tensors(subgraph)
+
+
+def _checked_metadata(path: Path, metadata: dict[str, str]) -> tuple[list[str], int, str]:
+    """(labels, max_tokens, tokenizer file name) from a model's metadata, or a CheckpointError naming the bad value."""
+    def bad(key: str, why: str) -> CheckpointError:
+        return CheckpointError(f"{path}: metadata {key}={metadata.get(key)!r} {why}; export the model again")
+
+    try:
+        labels = json.loads(metadata.get("labels", '["neg", "pos"]'))
+    except json.JSONDecodeError:
+        raise bad("labels", "is not JSON") from None
+    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) and x for x in labels)
+            and len(set(labels)) == 2):
+        raise bad("labels", "is not a list of two distinct label names")
+    text = metadata.get("max_tokens", "0")
+    if not text.isdigit() or int(text) > 10**9:
+        raise bad("max_tokens", "is not a whole number >= 0")
+    name = metadata.get("tokenizer_file", "tokenizer.model")
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise bad("tokenizer_file", "is not a plain file name beside the model")
+    return labels, int(text), name
+
+
 class OnnxClassifier:
     def __init__(self, path: str | Path, threads: int | None = None, tokenizer: str | Path | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"{self.path} does not exist; export one with `zoo export RUN --format onnx`")
+        check_external_data(self.path)
         try:
             self.session = open_session(self.path, threads)
         except CheckpointError:
@@ -88,13 +150,23 @@ class OnnxClassifier:
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if "tokenizer_sha256" not in self.metadata:
             raise CheckpointError(f"{self.path} was not exported by the zoo (no tokenizer metadata)")
-        self.labels = json.loads(self.metadata.get("labels", '["neg", "pos"]'))
-        self.max_tokens = int(self.metadata.get("max_tokens", "0"))
+        self.labels, self.max_tokens, tokenizer_file = _checked_metadata(self.path, self.metadata)
         self.takes_text = self.metadata.get("input") == "text"  # a --with-tokenizer export carries its tokenizer
-        self.tokenizer = None if self.takes_text else self._tokenizer(Path(tokenizer) if tokenizer else None)
+        self.tokenizer = None if self.takes_text else self._tokenizer(
+            Path(tokenizer) if tokenizer else self.path.with_name(tokenizer_file))
 
-    def _tokenizer(self, tokenizer_path: Path | None) -> Tokenizer:
-        tokenizer_path = tokenizer_path or self.path.with_name(self.metadata.get("tokenizer_file", "tokenizer.model"))
+    def _run(self, feed: dict, rows: int) -> np.ndarray:
+        try:
+            logits = self.session.run(["logits"], feed)[0]
+        except Exception as exc:
+            raise CheckpointError(f"onnxruntime cannot run {self.path} ({type(exc).__name__}: {exc}); "
+                                  "export the model again with `zoo export`") from None
+        if logits.shape != (rows,):
+            raise CheckpointError(f"{self.path} returned logits of shape {list(logits.shape)} for {rows} texts, "
+                                  f"expected [{rows}]; export the model again with `zoo export`")
+        return logits
+
+    def _tokenizer(self, tokenizer_path: Path) -> Tokenizer:
         if not tokenizer_path.is_file():
             raise CheckpointError(f"{tokenizer_path} is missing: the tokenizer must sit beside {self.path.name}")
         if hashlib.sha256(tokenizer_path.read_bytes()).hexdigest() != self.metadata["tokenizer_sha256"]:
@@ -104,7 +176,9 @@ class OnnxClassifier:
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         if self.takes_text:
-            return self._logits_from_texts([t[:MAX_TEXT_CHARS] for t in texts])
+            # The text graph reads strings up to their first NUL (C strings): apply that part of
+            # zoo.data.normalize_text here, so that it sees the whole text as training did.
+            return self._logits_from_texts([t[:MAX_TEXT_CHARS].replace("\x00", " ") for t in texts])
         rows = [truncate(np.asarray(ids, dtype=np.int64), self.max_tokens) for ids in self.tokenizer.encode(list(texts))]
         return self.logits_from_ids(rows)
 
@@ -117,14 +191,14 @@ class OnnxClassifier:
         lengths = np.array([max(len(r), 1) for r in rows])
         for batch in evaluation_batches(lengths, BATCH, BATCH_TOKENS):
             ids, lens = pad_rows([rows[i] for i in batch])
-            out[batch] = self.session.run(["logits"], {"input_ids": ids, "lengths": lens})[0]
+            out[batch] = self._run({"input_ids": ids, "lengths": lens}, len(batch))
         return out
 
     def _logits_from_texts(self, texts: list[str]) -> np.ndarray:
         """Text-in models: batches of texts of similar length (in characters; tokens are not known yet)."""
         out = np.empty(len(texts), dtype=np.float64)
         for batch in evaluation_batches(np.array([max(len(t), 1) for t in texts]), BATCH, BATCH_CHARS):
-            out[batch] = self.session.run(["logits"], {"text": np.array([texts[i] for i in batch], dtype=object)})[0]
+            out[batch] = self._run({"text": np.array([texts[i] for i in batch], dtype=object)}, len(batch))
         return out
 
     def predict(self, texts: Sequence[str]) -> list[dict]:

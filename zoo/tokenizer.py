@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from zoo.config import TokenizerConfig
-from zoo.data import ImdbSplits, cache_dir, normalize_text
+from zoo.data import ImdbSplits, cache_dir, cache_lock, normalize_text
 from zoo.errors import DataError
+from zoo.faults import failpoint
+from zoo.files import atomic_write
 
 if TYPE_CHECKING:
     import sentencepiece
@@ -82,10 +84,8 @@ def train_sentencepiece(texts: Iterable[str], config: TokenizerConfig, output: P
         )
     except RuntimeError as exc:
         raise DataError(f"training the tokenizer failed: {exc}; try a smaller --vocab-size") from None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(output)
+    failpoint("tokenizer-training")
+    atomic_write(output, lambda f: f.write(buffer.getvalue()))
     return output
 
 
@@ -95,11 +95,16 @@ def tokenizer_for(splits: ImdbSplits, config: TokenizerConfig) -> Tokenizer:
                           "sentencepiece": sentencepiece_version()}, sort_keys=True)
     key = hashlib.sha256(options.encode()).hexdigest()[:16]
     path = cache_dir() / "tokenizers" / f"{key}.model"
-    if not path.is_file():
+    with cache_lock(path):  # two processes wanting the same tokenizer: one trains it, the other waits
+        if path.is_file():
+            try:
+                return Tokenizer(path)
+            except DataError:  # a corrupt cache entry: train it again
+                path.unlink()
         if config.use_unsupervised and splits.unsupervised is None:
             raise DataError("tokenizer.use_unsupervised needs the unsupervised split; load it with_unsupervised=True")
         texts = [normalize_text(t) for t in splits.train["text"]]
         if config.use_unsupervised:
             texts += [normalize_text(t) for t in splits.unsupervised["text"]]
         train_sentencepiece(texts, config, path)
-    return Tokenizer(path)
+        return Tokenizer(path)

@@ -12,7 +12,6 @@ stops at the next step boundary and writes that checkpoint first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,14 +30,14 @@ import torch
 from zoo import __version__
 from zoo.batching import BucketBatchSampler, collate, truncated_lengths
 from zoo.config import RunConfig, TrainConfig
-from zoo.data import load_imdb
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.evaluate import split_logits
 from zoo.metrics import classification_metrics
-from zoo.model import build_classifier, count_parameters
+from zoo.faults import failpoint
+from zoo.model import build_classifier, count_parameters, verify_encoder
 from zoo.report import write_card, write_curves
-from zoo.rundir import LAST, METRICS, TOKENIZER, WEIGHTS, RunDir, load_torch, save_torch
+from zoo.rundir import LAST, METRICS, TOKENIZER, WEIGHTS, RunDir, load_torch, new_run_dir, save_torch
 from zoo.tokenizer import tokenizer_for
 
 
@@ -56,6 +55,7 @@ class TrainRequest:
     max_steps: int | None = None
     progress: bool = False
     resume: Path | None = None
+    allow_other_data: bool = False  # resume with data whose fingerprint differs from the run's
 
 
 @dataclass
@@ -74,6 +74,7 @@ class Progress:
     epoch_correct: int = 0
     epoch_seen: int = 0
     metrics_bytes: int = 0
+    stopped_early: bool = False  # patience ran out: no more epochs, even after a resume
     finished: bool = False
 
 
@@ -157,15 +158,6 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def _new_run_dir(config: RunConfig, out: Path | None) -> RunDir:
-    if out is None:
-        out = Path("runs") / f"{config.recipe}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} already exists and is not empty; pick another --out, or --resume it")
-    out.mkdir(parents=True, exist_ok=True)
-    return RunDir(out)
-
-
 def _absolute_if_local(source: str) -> str:
     path = Path(source).expanduser()
     return str(path.resolve()) if path.exists() else source
@@ -173,41 +165,112 @@ def _absolute_if_local(source: str) -> str:
 
 def _append_metric(run: RunDir, record: dict) -> None:
     with open(run.file(METRICS), "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+class NonFiniteError(ZooError):
+    """The loss, the gradients or the weights stopped being finite numbers."""
+
+
+def _require_finite(value: float, what: str, step: int, run: RunDir) -> None:
+    if not math.isfinite(value):
+        raise NonFiniteError(
+            f"training diverged at step {step}: the {what} is {value}. Nothing from this step was saved: "
+            f"{run.file(LAST)} holds the last good checkpoint and {run.file(WEIGHTS)} the best epoch so far. "
+            "Train again with a lower --lr or --set train.grad_clip=1.0")
+
+
+def _weights_finite(model: torch.nn.Module) -> float:
+    """0.0 when every parameter is finite, else nan (for _require_finite)."""
+    return 0.0 if all(bool(torch.isfinite(p).all()) for p in model.parameters()) else math.nan
+
+
+@dataclass
+class Resumed:
+    """A run directory to train, with where it stands."""
+
+    run: RunDir
+    config: RunConfig
+    data: str | None
+    max_steps: int | None
+    checkpoint: dict | None  # None: start at step 0
+    progress: Progress
+
+
+def _read_checkpoint(run: RunDir) -> tuple[dict | None, Progress]:
+    """last.pt and its progress; (None, a fresh Progress) when the run was killed before its first checkpoint."""
+    if not run.file(LAST).exists():
+        return None, Progress()
+    checkpoint = load_torch(run.file(LAST))
+    try:
+        progress = Progress(**checkpoint["progress"])
+        for key in ("model", "optimizer", "rng"):
+            checkpoint[key]  # noqa: B018 (presence check)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{run.file(LAST)} is not a zoo training checkpoint ({type(exc).__name__}: {exc}); "
+                              "it cannot be resumed") from None
+    return checkpoint, progress
+
+
+def _resumed(request: TrainRequest) -> Resumed:
+    run = RunDir.open(request.resume)
+    config = run.config()
+    info = run.read_info()
+    checkpoint, progress = _read_checkpoint(run)
+    if progress.finished:
+        raise ConfigError(f"{run.path} has finished training; evaluate it with `zoo evaluate {run.path}`")
+    run.metrics()  # a corrupt metrics file is an error now, not after the training it would have lost
+    metrics = run.file(METRICS)
+    if checkpoint is not None and (metrics.stat().st_size if metrics.is_file() else 0) < progress.metrics_bytes:
+        raise CheckpointError(f"{run.file(METRICS)} is shorter than {run.file(LAST)} expects: it was truncated, "
+                              "and the run's records are lost. Train the run again")
+    # the step budget is part of the run (it shapes the LR schedule)
+    return Resumed(run, config, request.data or info.get("data", {}).get("source"), info.get("max_steps"),
+                   checkpoint, progress)
+
+
+def _load_data(job: Resumed, request: TrainRequest):
+    """The splits, the tokenizer (trained on train only) and the encoded splits; checked against the run's record."""
+    run, info = job.run, job.run.read_info()
+    splits = run.load_data(job.data, request.allow_other_data)
+    tokenizer = tokenizer_for(splits, job.config.tokenizer)
+    encoded = encode_splits(splits, tokenizer)
+    recorded = info.get("tokenizer", {}).get("sha256")
+    if recorded is None:  # a new run, or one killed before it got this far
+        shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
+        run.write_info(info | {
+            "data": {"source": _absolute_if_local(splits.source), "fingerprint": splits.fingerprint,
+                     "rows": {name: len(split) for name, split in encoded.items()}},
+            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
+        })
+    elif tokenizer.sha256 != recorded or run.tokenizer().sha256 != recorded:
+        raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "
+                              "resume with the run's original --data")
+    return encoded, tokenizer
 
 
 def train(request: TrainRequest, step_callback: Callable[[int], None] | None = None) -> dict:
     """Train, select on validation, evaluate once on test; return the run's summary."""
     device = pick_device(request.device)
     torch.set_num_threads(request.threads or os.cpu_count() or 1)
-
-    # --- the run directory: new, or the one being resumed -------------------------------------
     if request.resume:
-        run = RunDir.open(request.resume)
-        config = run.config()
-        info = run.read_info()
-        data_source = request.data or info.get("data", {}).get("source")
-        max_steps = info.get("max_steps")  # the step budget is part of the run (it shapes the LR schedule)
-        checkpoint = load_torch(run.file(LAST))
-        progress = Progress(**checkpoint["progress"])
-        if progress.finished:
-            raise ConfigError(f"{run.path} has finished training; evaluate it with `zoo evaluate {run.path}`")
+        job = _resumed(request)
     else:
-        config = request.config
-        run = _new_run_dir(config, request.out)
-        data_source, max_steps, checkpoint, progress = request.data, request.max_steps, None, Progress()
-    tc = config.train
+        job = Resumed(new_run_dir(request.out, request.config.recipe), request.config, request.data,
+                      request.max_steps, None, Progress())
+    with job.run.lock(fresh=not request.resume):
+        if not request.resume:  # written first, so that a run killed at any later point can be resumed
+            job.run.write_info({"config": job.config.to_dict(), "seed": job.config.train.seed,
+                                "max_steps": job.max_steps, "data": {"source": job.data},
+                                "created": datetime.now().isoformat(timespec="seconds")})
+        return _train(job, request, device, step_callback)
 
-    # --- data: splits, tokenizer trained on train only, encoded splits ------------------------
-    splits = load_imdb(data_source)
-    tokenizer = tokenizer_for(splits, config.tokenizer)
-    encoded = encode_splits(splits, tokenizer)
+
+def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Callable[[int], None] | None) -> dict:
+    run, config, progress, checkpoint = job.run, job.config, job.progress, job.checkpoint
+    tc = config.train
+    encoded, tokenizer = _load_data(job, request)
     train_split, validation = encoded["train"], encoded["validation"]
-    if not request.resume:
-        shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
-    elif tokenizer.sha256 != hashlib.sha256(run.file(TOKENIZER).read_bytes()).hexdigest():
-        raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "
-                              "resume with the run's original --data")
 
     # --- model, optimizer, sampler -------------------------------------------------------------
     torch.manual_seed(tc.seed)
@@ -218,29 +281,29 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     lengths = truncated_lengths(train_split.lengths, tc.max_tokens)
     sampler = BucketBatchSampler(lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
     planned = sum(len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs))  # batch counts vary a little
-    total_steps = min(planned, max_steps or sys.maxsize)
+    total_steps = min(planned, job.max_steps or sys.maxsize)
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if average is not None:
-            average.load_state_dict(checkpoint["average"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if average is not None:
+                average.load_state_dict(checkpoint["average"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+        except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"{run.file(LAST)} does not fit this run's model ({type(exc).__name__}: {exc}); "
+                                  "it cannot be resumed") from None
         if device == "cuda" and "cuda" in checkpoint["rng"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        with open(run.file(METRICS), "r+b") as handle:  # drop records written after the checkpoint
-            handle.truncate(progress.metrics_bytes)
-    else:
-        run.write_info({
-            "config": config.to_dict(), "seed": tc.seed, "max_steps": max_steps, "parameters": count_parameters(model),
-            "data": {"source": _absolute_if_local(splits.source), "fingerprint": splits.fingerprint,
-                     "rows": {name: len(split) for name, split in encoded.items()}},
-            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
-            "device": device, "threads": torch.get_num_threads(), "versions": library_versions(),
-            "created": datetime.now().isoformat(timespec="seconds"),
-        })
-        run.file(METRICS).touch()
+    with open(run.file(METRICS), "ab") as handle:  # drop records written after the checkpoint
+        handle.truncate(progress.metrics_bytes)
+    first = collate(train_split, sampler.epoch_batches(min(progress.epoch, tc.epochs - 1))[0], tc.max_tokens)
+    verify_encoder(model, torch.from_numpy(first[0]).to(device), torch.from_numpy(first[1]).to(device), config)
+    run.write_info(run.read_info() | {
+        "parameters": count_parameters(model), "device": device, "threads": torch.get_num_threads(),
+        "versions": library_versions()})
 
     def save_checkpoint() -> None:
+        _require_finite(_weights_finite(model), "model's weights", progress.global_step, run)
         progress.metrics_bytes = run.file(METRICS).stat().st_size
         rng = {"torch": torch.get_rng_state()}
         if device == "cuda":
@@ -248,7 +311,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "progress": asdict(progress), "rng": rng}
         if average is not None:
             state["average"] = average.state_dict()
-        save_torch(state, run.file(LAST))
+        save_torch(state, run.file(LAST), failpoint_name="checkpoint-write")
 
     def validate() -> dict:
         metrics = classification_metrics(split_logits(kept, validation, device, tc.max_tokens), validation.labels)
@@ -257,9 +320,8 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
     bar = _progress_bar(request.progress, total_steps, progress.global_step)
-    stop_early = False
     with StopFlag() as stop:
-        while progress.epoch < tc.epochs and progress.global_step < total_steps and not stop_early:
+        while progress.epoch < tc.epochs and progress.global_step < total_steps and not progress.stopped_early:
             batches = sampler.epoch_batches(progress.epoch)
             model.train()
             started = time.perf_counter()
@@ -272,17 +334,20 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
                 with autocast:
                     logits = model(ids, lens).float()
                 loss = loss_fn(logits, target)
+                loss_value = loss.item()
+                _require_finite(loss_value, "loss", progress.global_step + 1, run)
                 optimizer.zero_grad(set_to_none=True)
                 (loss / len(labels)).backward()
                 if tc.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    _require_finite(float(norm), "gradient norm", progress.global_step + 1, run)
                 optimizer.step()
                 if average is not None:
                     average.update_parameters(model)
 
                 progress.global_step += 1
                 progress.step_in_epoch += 1
-                progress.epoch_loss += loss.item()
+                progress.epoch_loss += loss_value
                 progress.epoch_correct += int(((logits > 0) == (target > 0.5)).sum())
                 progress.epoch_seen += len(labels)
                 progress.tokens += int(lens.sum())
@@ -296,7 +361,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
                                     acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}", tok_s=f"{rate:,.0f}")
                 if tc.log_every and progress.global_step % tc.log_every == 0:
                     _append_metric(run, {"type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
-                                         "loss": loss.item() / len(labels), "lr": optimizer.param_groups[0]["lr"],
+                                         "loss": loss_value / len(labels), "lr": optimizer.param_groups[0]["lr"],
                                          "tokens_per_second": rate, "train_seconds": progress.train_seconds})
                 if tc.eval_every and progress.global_step % tc.eval_every == 0:
                     _append_metric(run, {"type": "validation", "epoch": progress.epoch + 1, "step": progress.global_step,
@@ -316,10 +381,12 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
             val = validate()
             improved = val["accuracy"] > progress.best_accuracy
             if improved:
+                _require_finite(_weights_finite(kept), "model's weights", progress.global_step, run)
                 progress.best_accuracy, progress.best_epoch, progress.bad_epochs = val["accuracy"], progress.epoch + 1, 0
                 save_torch(kept.state_dict(), run.file(WEIGHTS))
             else:
                 progress.bad_epochs += 1
+            failpoint("epoch-end")
             seen = max(progress.epoch_seen, 1)
             _append_metric(run, {
                 "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step,
@@ -328,7 +395,7 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
                 "validation_loss": val["loss"], "validation_accuracy": val["accuracy"],
                 "train_seconds": progress.train_seconds, "best": improved,
             })
-            stop_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
+            progress.stopped_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
             progress.epoch += 1
             progress.step_in_epoch = progress.epoch_seen = progress.epoch_correct = 0
             progress.epoch_loss = 0.0
@@ -336,12 +403,11 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     if bar is not None:
         bar.close()
 
-    # --- the best model, once, on the test split -----------------------------------------------
+    # --- the best model, once, on the test split; the run is finished only once all is written ---
     kept.load_state_dict(load_torch(run.file(WEIGHTS)))
     test = classification_metrics(split_logits(kept, encoded["test"], device, tc.max_tokens), encoded["test"].labels)
     _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
-    progress.finished = True
-    save_checkpoint()
+    failpoint("test-evaluation")
     summary = {
         "run_dir": str(run.path),
         "recipe": config.recipe,
@@ -352,12 +418,14 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
         "test_loss": test["loss"],
         "epochs": progress.epoch,
         "steps": progress.global_step,
-        "stopped_early": stop_early,
+        "stopped_early": progress.stopped_early,
         "seconds": round(progress.train_seconds, 2),
         "tokens_per_second": round(progress.tokens / max(progress.train_seconds, 1e-9), 1),
     }
     write_curves(run)
     write_card(run, summary)
+    progress.finished = True
+    save_checkpoint()
     return summary
 
 
