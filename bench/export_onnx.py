@@ -26,7 +26,7 @@ import torch
 
 from zoo.batching import evaluation_batches, pad_rows
 from zoo.config import TokenizerConfig
-from zoo.data import load_imdb
+from zoo.data import load_splits
 from zoo.encoded import encode_splits
 from zoo.exporters.onnx_export import build_onnx
 from zoo.model import build_classifier
@@ -115,7 +115,7 @@ def parity(run_path: Path, data: str, variants: list[str], threads: int) -> None
     from zoo.tokenizer import Tokenizer
 
     run = RunDir.open(run_path)
-    splits = load_imdb(data)
+    splits = load_splits(data)
     test = encode_splits(splits, Tokenizer(run.file(TOKENIZER)), names=["test"])["test"]
     start = time.perf_counter()
     reference = split_logits(run.load_model(), test)
@@ -154,11 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_throughput:
-        splits = load_imdb(args.data)
+        splits = load_splits(args.data)
         test = encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"]
         throughput(args, test)
     if args.thread_sweep:
-        splits = load_imdb(args.data)
+        splits = load_splits(args.data)
         thread_sweep(args, encode_splits(splits, tokenizer_for(splits, TokenizerConfig()), names=["test"])["test"])
     if args.run:
         parity(args.run, args.data, args.variants.split(","), args.threads)

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from readme_table import replace_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "imdb"
 BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
@@ -55,27 +57,6 @@ def table_row(r: dict) -> str:
             f"{to85} | {r['tokens_per_second']:,.0f} |")
 
 
-def update_readme(readme: Path, rows: list[dict]) -> None:
-    """Replace the table rows of these recipes inside the RESULTS block (append new ones); keep the rest."""
-    body = readme.read_text()
-    if BEGIN not in body:
-        body += f"\n{BEGIN}\n" + "\n".join(HEADER) + f"\n{END}\n"
-    head, rest = body.split(BEGIN, 1)
-    block, tail = rest.split(END, 1)
-    lines = block.strip("\n").splitlines()
-    if HEADER[0] not in lines:
-        lines += HEADER
-    for r in rows:
-        new = table_row(r)
-        at = [i for i, line in enumerate(lines) if line.startswith(f"| {r['recipe']} |")]
-        if at:
-            lines[at[0]] = new
-        else:
-            last = max(i for i, line in enumerate(lines) if line.startswith("|"))
-            lines.insert(last + 1, new)
-    readme.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+")
@@ -92,7 +73,7 @@ def main() -> None:
         rows.append(row)
     print("\n".join(HEADER + [table_row(r) for r in rows]))
     if args.readme:
-        update_readme(ROOT / "README.md", rows)
+        replace_rows(ROOT / "README.md", BEGIN, END, HEADER, {f"| {r['recipe']} |": table_row(r) for r in rows})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Run directory -> model.onnx (+ tokenizer.model beside it), validated against PyTorch.
 
 The graph takes `input_ids` [batch, sequence] int64 and `lengths` [batch]
-int64 and returns `logits` [batch], the positive-class logit. Architectures
+int64 and returns `logits`: [batch] for two classes (the second class's
+logit), [batch, K] for K > 2; the class names are in its metadata (`labels`). Architectures
 with a native lowering (`Architecture.lower_onnx`) map onto ONNX's fused
 recurrent ops, with the embedding, pooling and head written here; the others go
 through torch.onnx (TorchScript-based exporter) as a whole.
@@ -48,6 +49,7 @@ from zoo.exporters.graph import Graph, float_output, int64_input
 from zoo.exporters.lowering import step_positions
 from zoo.exporters.text_frontend import with_text_frontend
 from zoo.files import atomic_write
+from zoo.metrics import predicted_classes
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
 from zoo.runtime import open_session
@@ -106,10 +108,15 @@ def native_graph(model, lower, opset: int, metadata: dict[str, str]) -> onnx.Mod
     embedded = graph.op("Gather", [graph.const(model.embedding.weight.detach().numpy(), "embedding"), "input_ids"], axis=0)
     outputs = lower(model.encoder, graph, embedded, "lengths")
     pooled = lower_pooling(graph, outputs, "lengths", model.pooling.kinds, model.pooling.bidirectional)
-    logit = lower_head(graph, pooled, model.head)
-    graph.op("Squeeze", [logit, graph.ints([1])], name="logits")
+    logits = lower_head(graph, pooled, model.head)
+    if model.num_classes == 2:  # one logit, the second class's: [batch]
+        graph.op("Squeeze", [logits, graph.ints([1])], name="logits")
+        shape = ["batch"]
+    else:
+        graph.op("Identity", [logits], name="logits")
+        shape = ["batch", model.num_classes]
     return graph.model([int64_input("input_ids", ["batch", "sequence"]), int64_input("lengths", ["batch"])],
-                       [float_output("logits", ["batch"])], metadata)
+                       [float_output("logits", shape)], metadata)
 
 
 def classifier_graph(model, lower, opset: int, metadata: dict[str, str], scratch: Path) -> onnx.ModelProto:
@@ -230,15 +237,16 @@ def validate(model, session, rows: list[np.ndarray], atol: float, texts: list[st
                               "length only by torch.onnx; give the plugin a native lowering (Architecture.lower_onnx)") from None
         if got.shape != expected.shape:
             raise ExportError(f"onnxruntime returned logits of shape {got.shape} for {check.name}, expected {expected.shape}")
-        diff = np.abs(got.astype(np.float64) - expected)
+        diff = np.abs(got.astype(np.float64) - expected).reshape(len(check.rows), -1)  # [reviews, logits]
         checked += len(check.rows)
         if not np.all(np.isfinite(got)):
             diff = np.full_like(diff, np.inf)
         if diff.max() > worst["diff"]:
-            at = int(diff.argmax())
+            at, logit = np.unravel_index(int(diff.argmax()), diff.shape)
             worst = {"diff": float(diff.max()), "case": check.name, "batch_size": len(check.rows),
                      "review_length": int(lens[at]), "batch_max_length": int(lens.max()),
-                     "torch": float(expected[at]), "onnxruntime": float(got[at])}
+                     "torch": float(expected.reshape(diff.shape)[at, logit]),
+                     "onnxruntime": float(got.reshape(diff.shape)[at, logit])}
     return {"max_abs_diff": worst["diff"], "worst": worst, "checked": checked, "passed": worst["diff"] <= atol}
 
 
@@ -255,14 +263,14 @@ def accuracy_change(model, session, split, texts: list[str] | None, max_tokens: 
     from zoo.evaluate import split_logits
 
     rows = [truncate(split.ids(i).astype(np.int64), max_tokens) for i in range(len(split))]
-    got = np.empty(len(rows))
+    reference = split_logits(model, split, max_tokens=max_tokens)
+    got = np.empty(reference.shape)
     for batch in evaluation_batches(np.array([len(r) for r in rows]), 64):
         got[batch] = session.run(["logits"], feed(rows, texts, batch.tolist()))[0]
-    expected = split_logits(model, split, max_tokens=max_tokens) > 0
-    labels = split.labels == 1
-    torch_acc, onnx_acc = float((expected == labels).mean()), float(((got > 0) == labels).mean())
+    expected, predicted = predicted_classes(reference), predicted_classes(got)
+    torch_acc, onnx_acc = float((expected == split.labels).mean()), float((predicted == split.labels).mean())
     return {"validation_accuracy_torch": torch_acc, "validation_accuracy_onnx": onnx_acc,
-            "accuracy_change": onnx_acc - torch_acc, "prediction_agreement": float((expected == (got > 0)).mean())}
+            "accuracy_change": onnx_acc - torch_acc, "prediction_agreement": float((expected == predicted).mean())}
 
 
 def speedup(fp32, int8, rows: list[np.ndarray], texts: list[str] | None) -> dict:
@@ -316,7 +324,7 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "zoo_version": __version__, "architecture": config.architecture, "recipe": config.recipe,
-        "labels": json.dumps(["neg", "pos"]), "tokenizer_sha256": tokenizer.sha256, "tokenizer_file": TOKENIZER,
+        "labels": json.dumps(run.classes()), "tokenizer_sha256": tokenizer.sha256, "tokenizer_file": TOKENIZER,
         "normalization": NORMALIZATION, "max_tokens": str(config.train.max_tokens),
         "config": json.dumps(config.to_dict()),
     }

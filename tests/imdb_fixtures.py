@@ -56,9 +56,12 @@ def write_tarball(folder: Path, target: Path) -> Path:
 
 
 def write_hub_folder(root: Path, train: int = 200, test: int = 100, labels_override: dict | None = None) -> Path:
-    """root/plain_text/{train,test}-00000-of-00001.parquet with text and label columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """root/plain_text/{train,test}-00000-of-00001.parquet with text and label columns.
+
+    Like the Hub's IMDB, the label column is a ClassLabel (neg, pos) stored in the parquet metadata; a
+    labels_override outside {0, 1} leaves it a plain int column.
+    """
+    from datasets import ClassLabel, Dataset, Features, Value
 
     (root / "plain_text").mkdir(parents=True, exist_ok=True)
     for split, count, seed in (("train", train, 1), ("test", test, 2)):
@@ -66,6 +69,9 @@ def write_hub_folder(root: Path, train: int = 200, test: int = 100, labels_overr
         labels = [r[1] for r in rows]
         if labels_override and split in labels_override:
             labels[0] = labels_override[split]
-        table = pa.table({"text": [r[0] for r in rows], "label": pa.array(labels, pa.int64())})
-        pq.write_table(table, root / "plain_text" / f"{split}-00000-of-00001.parquet")
+        named = set(labels) <= {0, 1}
+        features = Features({"text": Value("string"),
+                             "label": ClassLabel(names=["neg", "pos"]) if named else Value("int64")})
+        Dataset.from_dict({"text": [r[0] for r in rows], "label": labels}, features=features).to_parquet(
+            str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
     return root

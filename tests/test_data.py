@@ -7,7 +7,7 @@ from conftest import SHARED_IMDB, run_zoo
 from imdb_fixtures import write_hub_folder, write_stanford_folder, write_tarball
 from zoo.batching import BucketBatchSampler, collate, evaluation_batches
 from zoo.config import TokenizerConfig
-from zoo.data import load_imdb, normalize_text
+from zoo.data import load_splits, normalize_text
 from zoo.encoded import encode_splits
 from zoo.errors import DataError
 from zoo.tokenizer import Tokenizer, tokenizer_for, train_sentencepiece
@@ -33,27 +33,32 @@ def layouts(tmp_path):
 
 @pytest.mark.parametrize("layout", ["stanford-folder", "stanford-parent", "tarball", "hub-folder"])
 def test_every_layout_loads_with_a_stratified_validation_split(layouts, layout):
-    splits = load_imdb(str(layouts[layout]))
+    splits = load_splits(str(layouts[layout]))
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (180, 20, 100)
     assert sum(splits.validation["label"]) == 10  # 10% of each label
     assert sum(splits.train["label"]) == 90
     assert not set(splits.train["text"]) & set(splits.validation["text"])
-    if layout != "hub-folder":
-        assert set(splits.train.column_names) == {"text", "label", "rating"}
-        assert all((r >= 7) == (l == 1) for r, l in zip(splits.test["rating"], splits.test["label"]))
+    assert set(splits.train.column_names) == {"text", "label"}
+    assert splits.classes == ["neg", "pos"]  # a ClassLabel in the parquet, or aclImdb's folder names
+    if layout != "hub-folder":  # the parsed aclImdb keeps the ratings from the file names
+        from zoo.stanford import find_stanford_folder, load_stanford
+
+        path = layouts[layout]
+        raw = load_stanford(path if path.is_file() else find_stanford_folder(path))
+        assert all((r >= 7) == (l == 1) for r, l in zip(raw["test"]["rating"], raw["test"]["label"]))
 
 
 def test_stanford_layouts_agree_and_split_is_seeded(layouts):
-    a = load_imdb(str(layouts["stanford-folder"]))
-    b = load_imdb(str(layouts["tarball"]))
+    a = load_splits(str(layouts["stanford-folder"]))
+    b = load_splits(str(layouts["tarball"]))
     assert a.train["text"] == b.train["text"] and a.validation["text"] == b.validation["text"]
-    assert load_imdb(str(layouts["tarball"]), seed=1).validation["text"] != b.validation["text"]
-    assert load_imdb(str(layouts["tarball"]), with_unsupervised=True).unsupervised.num_rows == 30
+    assert load_splits(str(layouts["tarball"]), seed=1).validation["text"] != b.validation["text"]
+    assert load_splits(str(layouts["tarball"]), with_unsupervised=True).unsupervised.num_rows == 30
 
 
 def test_data_source_from_environment(layouts, monkeypatch):
     monkeypatch.setenv("ZOO_DATA", str(layouts["tarball"]))
-    assert load_imdb().source == str(layouts["tarball"])
+    assert load_splits().source == str(layouts["tarball"])
 
 
 def test_normalization_turns_html_breaks_into_spaces():
@@ -61,7 +66,7 @@ def test_normalization_turns_html_breaks_into_spaces():
 
 
 def test_tokenizer_is_deterministic_and_cached(layouts, tmp_path, monkeypatch):
-    splits = load_imdb(str(layouts["hub-folder"]))
+    splits = load_splits(str(layouts["hub-folder"]))
     texts = [normalize_text(t) for t in splits.train["text"]]
     one = train_sentencepiece(texts, SMALL_VOCAB, tmp_path / "one.model")
     two = train_sentencepiece(texts, SMALL_VOCAB, tmp_path / "two.model")
@@ -72,7 +77,7 @@ def test_tokenizer_is_deterministic_and_cached(layouts, tmp_path, monkeypatch):
     import zoo.tokenizer
 
     monkeypatch.setattr(zoo.tokenizer, "train_sentencepiece", lambda *a, **k: pytest.fail("retrained a cached tokenizer"))
-    assert tokenizer_for(load_imdb(str(layouts["hub-folder"])), SMALL_VOCAB).sha256 == tokenizer.sha256
+    assert tokenizer_for(load_splits(str(layouts["hub-folder"])), SMALL_VOCAB).sha256 == tokenizer.sha256
 
 
 def test_tokenizer_never_sees_validation_or_test(layouts, monkeypatch):
@@ -81,13 +86,13 @@ def test_tokenizer_never_sees_validation_or_test(layouts, monkeypatch):
     seen = []
     real = zoo.tokenizer.train_sentencepiece
     monkeypatch.setattr(zoo.tokenizer, "train_sentencepiece", lambda texts, *a: (seen.extend(texts), real(texts, *a))[1])
-    splits = load_imdb(str(layouts["tarball"]))
+    splits = load_splits(str(layouts["tarball"]))
     tokenizer_for(splits, SMALL_VOCAB)
     assert sorted(seen) == sorted(normalize_text(t) for t in splits.train["text"])
 
 
 def test_encoded_splits_are_cached(layouts, monkeypatch):
-    splits = load_imdb(str(layouts["tarball"]))
+    splits = load_splits(str(layouts["tarball"]))
     tokenizer = tokenizer_for(splits, SMALL_VOCAB)
     first = encode_splits(splits, tokenizer)
     assert first["train"].ids(0).tolist() == tokenizer.encode([splits.train[0]["text"]])[0]
@@ -131,22 +136,22 @@ def test_bad_input_is_a_clear_error(tmp_path, problem):
         source, match = tmp_path / "nowhere", "does not exist"
     elif problem == "wrong-layout":
         (tmp_path / "notes.txt").write_text("hello")
-        source, match = tmp_path, "neither"
+        source, match = tmp_path, "holds no data files"
     elif problem == "empty-split":
-        source, match = write_hub_folder(tmp_path / "hub", test=0), "'test' split .* is empty"
+        source, match = write_hub_folder(tmp_path / "hub", test=0), "test-00000-of-00001.parquet has no rows"
     elif problem == "bad-utf8":
         folder = write_stanford_folder(tmp_path / "s")
         bad = next((folder / "train" / "pos").iterdir())
         bad.write_bytes(b"caf\xe9 au lait")
         source, match = folder, f"{bad.name} is not valid UTF-8"
     elif problem == "bad-labels":
-        source, match = write_hub_folder(tmp_path / "hub", labels_override={"train": 3}), r"labels \[3\] outside"
+        source, match = write_hub_folder(tmp_path / "hub", labels_override={"test": 3}), "label.* 3 that the train split never has"
     else:
         source = tmp_path / "aclImdb_v1.tar.gz"
         source.write_bytes(b"\x1f\x8b this is not gzip")
         match = "not a readable tarball"
     with pytest.raises(DataError, match=match):
-        load_imdb(str(source))
+        load_splits(str(source))
 
 
 def test_offline_hub_fails_fast_with_a_hint(monkeypatch):
@@ -156,7 +161,7 @@ def test_offline_hub_fails_fast_with_a_hint(monkeypatch):
     monkeypatch.delenv("ZOO_DATA", raising=False)
     start = time.monotonic()
     with pytest.raises(DataError, match="--data"):
-        load_imdb()
+        load_splits()
     assert time.monotonic() - start < 30
 
 
@@ -167,7 +172,8 @@ def test_cli_data_json(layouts, tmp_path):
                      env={"ZOO_CACHE": str(tmp_path / "cli-cache")})
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["splits"]["train"] == {"rows": 180, "pos": 90, "neg": 90}
+    assert summary["splits"]["train"] == {"rows": 180, "labels": {"neg": 90, "pos": 90}}
+    assert summary["classes"] == ["neg", "pos"] and summary["columns"] == ["text", "label"]
     assert summary["splits"]["validation"]["rows"] == 20 and summary["tokenizer"]["vocab_size"] == 80
     assert set(summary["tokens"]["train"]) >= {"median", "p90", "max"}
     bad = run_zoo("data", "--data", str(tmp_path / "missing"))
@@ -176,8 +182,9 @@ def test_cli_data_json(layouts, tmp_path):
 
 @pytest.mark.skipif(not SHARED_IMDB.exists(), reason="needs ../shared/datasets/imdb")
 def test_real_imdb_slice(tmp_path):
-    splits = load_imdb(str(SHARED_IMDB))
+    splits = load_splits(str(SHARED_IMDB))
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (22_500, 2_500, 25_000)
+    assert splits.classes == ["neg", "pos"]  # from the dataset card's ClassLabel
     assert sum(splits.validation["label"]) == 1_250
     texts = [normalize_text(t) for t in splits.train.select(range(0, 22_500, 45))["text"]]
     model = train_sentencepiece(texts, TokenizerConfig(vocab_size=1000), tmp_path / "slice.model")

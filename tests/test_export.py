@@ -184,12 +184,12 @@ def test_text_front_end_gives_the_training_batch(runs, max_tokens):
 def test_onnxruntime_extensions_segments_real_reviews_like_sentencepiece(tmp_path):
     """Ties between equal-scoring segmentations ('.' + '......' or '......' + '.') break alike (the reason for the pin)."""
     from zoo.config import TokenizerConfig
-    from zoo.data import load_imdb, normalize_text
+    from zoo.data import load_splits, normalize_text
     from zoo.exporters.text_frontend import text_frontend
     from zoo.runtime import open_session
     from zoo.tokenizer import Tokenizer, train_sentencepiece
 
-    splits = load_imdb(str(conftest.SHARED_IMDB))
+    splits = load_splits(str(conftest.SHARED_IMDB))
     texts = [normalize_text(t) for t in splits.train.select(range(0, 22_500, 15))["text"]]
     tokenizer = Tokenizer(train_sentencepiece(texts, TokenizerConfig(vocab_size=2000), tmp_path / "real.model"))
     reviews = list(splits.validation["text"])

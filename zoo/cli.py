@@ -92,18 +92,22 @@ def list_command(as_json: bool) -> None:
 @user_errors
 def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the resolved hyperparameters of a recipe or architecture and its parameter count."""
-    from zoo.recipes import resolve
+    from zoo.recipes import load_recipes, resolve
 
     config = resolve(name, overrides)
     from zoo.model import build_classifier, count_parameters
 
     parameters = count_parameters(build_classifier(config, config.tokenizer.vocab_size))
-    info = config.to_dict() | {"parameters": parameters}
+    info = config.to_dict() | {"parameters": parameters,
+                                "summary": load_recipes()[name].summary if name in load_recipes() else ""}
     if as_json:
         print_json(info)
         return
     click.echo(f"{name}: architecture {config.architecture}, {parameters:,} parameters "
                f"(vocab {config.tokenizer.vocab_size})")
+    summary = load_recipes()[name].summary if name in load_recipes() else ""
+    if summary:
+        click.echo(summary)
     for section, values in config.to_dict().items():
         if isinstance(values, dict):
             click.echo(f"[{section}]")
@@ -113,29 +117,59 @@ def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
 data_option = click.option(
     "--data", "data", metavar="SRC", default=None,
-    help="IMDB source: a Hub id, a Hub-layout folder, an aclImdb folder or aclImdb_v1.tar.gz "
+    help="Data: a Hub id, a folder (Hub layout, or CSV/TSV/JSONL/parquet files named train/dev/test), one file, "
+         "train=PATH,test=PATH[,validation=PATH], an aclImdb folder or aclImdb_v1.tar.gz "
          "(default: $ZOO_DATA, else stanfordnlp/imdb).",
 )
 
 
+def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--data and the options that say how to read it; the command receives one `spec` (zoo.data.DataSpec)."""
+    options = [
+        data_option,
+        click.option("--data-config", metavar="NAME", default=None, help="The Hub dataset's config, if it has several."),
+        click.option("--text-column", metavar="NAME", default=None,
+                     help="Column of the texts (default: the first of text, sentence, review, content, document)."),
+        click.option("--label-column", metavar="NAME", default=None,
+                     help="Column of the labels (default: the first of label, labels, sentiment, class, target)."),
+        click.option("--limit-train", type=click.IntRange(min=2), default=None, metavar="N",
+                     help="Train on a seeded random N rows of the train split (a quick look)."),
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, data: str | None, data_config: str | None, text_column: str | None,
+                label_column: str | None, limit_train: int | None, **kwargs: Any) -> Any:
+        from zoo.data import DataSpec
+
+        spec = DataSpec(data, data_config, text_column, label_column, limit_train)
+        return command(*args, spec=spec, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 @main.command("data")
-@data_option
+@dataset_options
 @click.option("--vocab-size", type=click.IntRange(min=64), default=None, help="Tokenizer vocabulary size (default 8192).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
-def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> None:
-    """Load IMDB, build or reuse the tokenizer, and print split and token-length statistics."""
+def data_command(spec, vocab_size: int | None, as_json: bool) -> None:
+    """Load a dataset, build or reuse the tokenizer, and print its classes, split sizes and token lengths."""
     from zoo.config import TokenizerConfig
     from zoo.datastats import data_summary
 
     config = TokenizerConfig(**({"vocab_size": vocab_size} if vocab_size else {}))
-    summary = data_summary(data, config)
+    summary = data_summary(spec, config)
     if as_json:
         print_json(summary)
         return
-    click.echo(f"source: {summary['source']}")
+    click.echo(f"source: {summary['source']} (text column {summary['columns'][0]!r}, "
+               f"label column {summary['columns'][1]!r})")
+    click.echo(f"classes: {', '.join(summary['classes'])}")
     for name, split in summary["splits"].items():
-        click.echo(f"  {name:<11} {split['rows']:>7,} reviews  {split['pos']:>7,} pos  {split['neg']:>7,} neg")
+        counts = "  ".join(f"{label} {count:,}" for label, count in split["labels"].items())
+        click.echo(f"  {name:<11} {split['rows']:>7,} texts  {counts}")
     tok = summary["tokenizer"]
     click.echo(f"tokenizer: vocab {tok['vocab_size']:,}, {tok['path']}")
     for name, stats in summary["tokens"].items():
@@ -145,7 +179,7 @@ def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> Non
 
 @main.command("train")
 @click.argument("name", required=False)
-@data_option
+@dataset_options
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/NAME-<timestamp>).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all.")
@@ -161,31 +195,35 @@ def data_command(data: str | None, vocab_size: int | None, as_json: bool) -> Non
 @click.option("--no-progress", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Make the last stdout line a JSON summary.")
 @user_errors
-def train_command(name: str | None, data: str | None, out: Path | None, epochs: int | None, max_steps: int | None,
+def train_command(name: str | None, spec, out: Path | None, epochs: int | None, max_steps: int | None,
                   batch_size: int | None, lr: float | None, seed: int | None, overrides: tuple[str, ...], device: str,
                   threads: int | None, resume: Path | None, allow_other_data: bool, no_progress: bool,
                   as_json: bool) -> None:
-    """Train a recipe or architecture on IMDB, select on validation, evaluate once on test."""
+    """Train a recipe or architecture, select on validation, evaluate once on test (when the data has one)."""
     from zoo.errors import ConfigError
 
     shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed}
     overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
     if resume is None and name is None:
         raise ConfigError("name a recipe or architecture to train (see `zoo list`), or --resume a run directory")
-    if resume is not None and (name is not None or overrides or out is not None or max_steps is not None):
-        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out, --max-steps and overrides")
+    if resume is not None and (name is not None or overrides or out is not None or max_steps is not None
+                               or (spec.config, spec.text_column, spec.label_column, spec.limit_train) != (None,) * 4):
+        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out, --max-steps, overrides "
+                          "and the data options other than --data")
     from zoo.recipes import resolve
 
     config = resolve(name, overrides) if resume is None else None
     from zoo.train import TrainRequest, train
 
-    summary = train(TrainRequest(config=config, data=data, out=out, device=device, threads=threads,
+    summary = train(TrainRequest(config=config, data=spec if resume is None else spec.source, out=out, device=device, threads=threads,
                                  max_steps=max_steps, progress=not no_progress and sys.stderr.isatty(), resume=resume,
                                  allow_other_data=allow_other_data))
     if not as_json:
         click.echo(f"run: {summary['run_dir']}")
+        test = ("no test split" if summary["test_accuracy"] is None else
+                f"test accuracy {summary['test_accuracy']:.4f}, macro-F1 {summary['test_macro_f1']:.4f}")
         click.echo(f"best validation accuracy {summary['best_validation_accuracy']:.4f} (epoch {summary['best_epoch']}), "
-                   f"test accuracy {summary['test_accuracy']:.4f}")
+                   + test)
         click.echo(f"{summary['epochs']} epochs, {summary['steps']} steps, {summary['seconds']:.0f} s, "
                    f"{summary['tokens_per_second']:,.0f} tokens/s")
     else:
@@ -203,28 +241,41 @@ def train_command(name: str | None, data: str | None, out: Path | None, epochs: 
 @user_errors
 def evaluate_command(run: Path, data: str | None, split: str, allow_other_data: bool, threads: int | None,
                      as_json: bool) -> None:
-    """Accuracy, loss, precision, recall, F1 and confusion matrix of a trained run."""
+    """Accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix (also drawn as
+    RUN/confusion.png) of a trained run."""
     from zoo.predict import evaluate_run
 
     metrics = evaluate_run(run, data, split, threads, allow_other_data)
     if as_json:
         print_json(metrics)
         return
-    click.echo(f"{split}: {metrics['count']:,} reviews  accuracy {metrics['accuracy']:.4f}  loss {metrics['loss']:.4f}  "
-               f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}  f1 {metrics['f1']:.4f}")
-    c = metrics["confusion"]
-    click.echo(f"confusion (rows true, columns predicted neg/pos): neg [{c['true_neg']:,} {c['false_pos']:,}]  "
-               f"pos [{c['false_neg']:,} {c['true_pos']:,}]")
+    click.echo(f"{split}: {metrics['count']:,} texts  accuracy {metrics['accuracy']:.4f}  "
+               f"macro-F1 {metrics['macro_f1']:.4f}  loss {metrics['loss']:.4f}")
+    classes = metrics["classes"]
+    width = max(len("class"), *(len(c) for c in classes))
+    click.echo(f"{'class':<{width}}  precision  recall      f1  support")
+    for name, row in metrics["per_class"].items():
+        click.echo(f"{name:<{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1']:.4f}  {row['support']:>7,}")
+    cell = max(7, *(len(c) for c in classes), *(len(f"{n:,}") for r in metrics["confusion_matrix"] for n in r))
+    click.echo("confusion (rows true, columns predicted):")
+    click.echo(f"{'':<{width}}  " + " ".join(f"{c:>{cell}}" for c in classes))
+    for name, row in zip(classes, metrics["confusion_matrix"]):
+        click.echo(f"{name:<{width}}  " + " ".join(f"{n:>{cell},}" for n in row))
+    click.echo(f"picture: {metrics['confusion_png']}")
 
 
 @main.command("predict")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: label and probability.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: label, its probability, and every class's probabilities.")
 @user_errors
 def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as_json: bool) -> None:
-    """Classify TEXTs (or each line of stdin: one text per \\n-separated line) with a run directory or a .onnx model."""
+    """Classify TEXTs (or each line of stdin: one text per \\n-separated line) with a run directory or a .onnx model.
+
+    Prints the predicted label and its probability; --json adds every class's probability.
+    """
     from zoo.predict import chunked, input_lines, open_predictor
 
     predict = open_predictor(model, threads)

@@ -1,55 +1,61 @@
-"""Loading IMDB through the `datasets` library from the Hub, a Hub-layout folder, or the Stanford layout.
+"""Labelled text datasets through the `datasets` library: IMDB by default, or any the user brings.
 
-Sources (`--data SRC`, else the env var ZOO_DATA, else the Hub id):
+Sources (`DataSpec.source`: `--data SRC`, else the env var ZOO_DATA, else the Hub id):
 
-- a Hub dataset id, default `stanfordnlp/imdb` (needs the network);
-- a local folder in the Hub layout, loadable with `datasets.load_dataset(folder)`;
-- a Stanford `aclImdb` folder (or a folder holding one), or `aclImdb_v1.tar.gz`,
-  read without unpacking; ratings from the `<id>_<rating>.txt` names become a
-  `rating` column. Review files must be UTF-8: one that is not is an error that
-  names the file (no silent replacement). Parsed copies are cached as Arrow.
+- a Hub dataset id, default `stanfordnlp/imdb` (needs the network; `--data-config NAME`
+  picks a config);
+- a local folder that `datasets.load_dataset(folder)` opens: the Hub layout, or CSV /
+  TSV / JSON lines / parquet files whose names say the split (train, dev / validation /
+  valid, test);
+- one data file (its rows are the train split), or `train=PATH,test=PATH[,validation=PATH]`;
+- a Stanford `aclImdb` folder or `aclImdb_v1.tar.gz` (zoo.stanford).
 
-Splits: `train` and `validation` are a seeded, label-stratified split of the
-source's train split (10% validation: 22,500 / 2,500); `test` is the source's
-test split and is only ever used for final evaluation; `unsupervised` (50,000
-unlabeled reviews) is optional.
+Columns: the text and label columns are `--text-column` / `--label-column`, else the
+first present of TEXT_COLUMNS and LABEL_COLUMNS. Labels may be ints, strings or a
+`ClassLabel`; the classes are the ClassLabel's names, else the sorted distinct values
+of the train split, and every split's labels become their index in that list. Each
+split is normalized to two columns, `text` and `label`.
 
-Text normalization (exported models depend on it): HTML line breaks
-(`<br />`, `<br/>`, `<br>`, any case) and NUL characters become one space;
-everything else is left to SentencePiece's own normalization (NFKC,
-whitespace folding).
+Splits: `validation` is the dataset's own when it has one, else a seeded,
+label-stratified 10% of train (IMDB: 22,500 / 2,500). `test` is only ever used for
+final evaluation, and may be missing. `limit_train` keeps a seeded random subset of
+train for quick looks. `unsupervised` (IMDB's 50,000 unlabeled reviews) is optional.
+
+Text normalization (exported models depend on it): HTML line breaks (`<br />`,
+`<br/>`, `<br>`, any case) and NUL characters become one space; everything else is
+left to SentencePiece's own normalization (NFKC, whitespace folding).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
-import stat
-import tarfile
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoo.errors import DataError
+from zoo.stanford import HINT, find_stanford_folder, load_stanford
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 HUB_ID = "stanfordnlp/imdb"
 DATA_ENV = "ZOO_DATA"
-LABEL_NAMES = ("neg", "pos")
 VALIDATION_FRACTION = 0.1
-MAX_REVIEW_BYTES = 16 << 20  # IMDB's longest review is 14 kB; a larger "review" file is a mistake
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "target")
+SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+FILE_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}),
+                ".jsonl": ("json", {}), ".parquet": ("parquet", {}), ".arrow": ("arrow", {})}
+MAX_CLASSES = 1000
 BREAK_PATTERN = r"<br\s*/?>"  # case-insensitive; exporters/text_frontend.py has its RE2 form
 _BREAK = re.compile(BREAK_PATTERN, re.IGNORECASE)
-_STANFORD_FILE = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
-_HINT = ("point --data (or the env var ZOO_DATA) at a local copy: a folder in the Hub layout "
-         "(loadable with datasets.load_dataset), an aclImdb folder, or aclImdb_v1.tar.gz")
 
 
 def normalize_text(text: str) -> str:
@@ -57,62 +63,89 @@ def normalize_text(text: str) -> str:
     return _BREAK.sub(" ", text).replace("\x00", " ")
 
 
-def cache_dir() -> Path:
-    """Where the zoo caches parsed data, tokenizers and tokenized splits (env ZOO_CACHE)."""
-    return Path(os.environ.get("ZOO_CACHE") or Path.home() / ".cache" / "zoo")
-
-
-@contextmanager
-def cache_lock(path: Path) -> Iterator[None]:
-    """Hold the inter-process lock for building the cache entry at `path`.
-
-    Inside it no other process writes that entry, so temporary files left by a killed builder are removed.
-    """
-    import shutil
-
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        for stale in [*path.parent.glob(f"{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.tmp")]:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
-        yield
-
-
 def resolve_source(source: str | None) -> str:
     return source or os.environ.get(DATA_ENV) or HUB_ID
 
 
+def absolute_source(source: str) -> str:
+    """`source` with its local paths made absolute (as a run records it), Hub ids unchanged."""
+    files = _split_files(source)
+    if files is not None:
+        return ",".join(f"{split}={path.resolve()}" for split, path in files.items())
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a run uses, as the user gave it (None: the default or auto-detected)."""
+
+    source: str | None = None
+    config: str | None = None  # a Hub dataset's config name
+    text_column: str | None = None
+    label_column: str | None = None
+    limit_train: int | None = None  # keep this many train rows (seeded), for quick looks
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DataSpec":
+        """From a run's config.json `data` record (other keys there are ignored)."""
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
 @dataclass
-class ImdbSplits:
+class Splits:
     source: str
-    fingerprint: str  # identifies the data and the train/validation carve
+    fingerprint: str  # identifies the data, the columns, the classes and the train/validation carve
+    classes: list[str]
     train: "Dataset"
     validation: "Dataset"
-    test: "Dataset"
+    test: "Dataset | None"
     unsupervised: "Dataset | None"
+    columns: tuple[str, str]  # the source's text and label columns
+    own_validation: bool  # False: validation was carved from train
 
     def named(self) -> dict[str, "Dataset"]:
-        out = {"train": self.train, "validation": self.validation, "test": self.test}
+        out = {"train": self.train, "validation": self.validation}
+        if self.test is not None:
+            out["test"] = self.test
         if self.unsupervised is not None:
             out["unsupervised"] = self.unsupervised
         return out
 
 
-def load_imdb(source: str | None = None, *, seed: int = 0, with_unsupervised: bool = False) -> ImdbSplits:
-    """Load IMDB from `source` and carve the validation split. Raises DataError on bad input."""
-    source = resolve_source(source)
-    raw = _load_raw(source)
-    for split in ("train", "test"):
-        _check_split(raw, split, labeled=True, source=source)
+def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsupervised: bool = False) -> Splits:
+    """Load, check and normalize the splits of `spec` (a DataSpec or a source); raises DataError on bad input."""
+    spec = spec if isinstance(spec, DataSpec) else DataSpec(source=spec)
+    source = resolve_source(spec.source)
+    raw = _load_raw(source, spec.config)
+    if "train" not in raw:
+        raise DataError(f"{source} has no train split (found: {', '.join(raw) or 'none'}); name a file or split "
+                        f"`train`, or pass train=PATH; {HINT}")
+    text_column, label_column = _columns(raw["train"], spec, source)
+    classes, values = _classes(raw["train"], label_column, source)
+    normalized = {name: _normalized(raw[name], name, text_column, label_column, values, classes, source)
+                  for name in ("train", "validation", "test") if name in raw}
+    own_validation = "validation" in normalized
+    train = normalized["train"]
+    validation = normalized.get("validation")
+    if validation is None:
+        train, validation = _stratified_split(train, len(classes), VALIDATION_FRACTION, seed)
+    if spec.limit_train is not None and spec.limit_train < len(train):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: spec.limit_train])
+        train = train.select(keep)
+    unsupervised = None
     if with_unsupervised:
-        _check_split(raw, "unsupervised", labeled=False, source=source)
-    train, validation = _stratified_split(raw["train"], VALIDATION_FRACTION, seed)
-    key = "|".join([content_fingerprint(raw["train"]), content_fingerprint(raw["test"]), f"{VALIDATION_FRACTION}",
-                    f"{seed}", "content-1"])
+        if "unsupervised" not in raw:
+            raise DataError(f"{source} has no 'unsupervised' split of unlabeled texts")
+        unsupervised = raw["unsupervised"].select_columns([text_column]).rename_columns({text_column: "text"})
+    parts = [content_fingerprint(normalized[name]) if name in normalized else "-" for name in ("train", "validation", "test")]
+    key = "|".join([*parts, json.dumps(classes), f"{VALIDATION_FRACTION}", f"{seed}", f"{spec.limit_train}", "content-2"])
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return ImdbSplits(source, fingerprint, train, validation, raw["test"],
-                      raw["unsupervised"] if with_unsupervised else None)
+    return Splits(source, fingerprint, classes, train, validation, normalized.get("test"), unsupervised,
+                  (text_column, label_column), own_validation)
 
 
 def content_fingerprint(dataset: "Dataset") -> str:
@@ -123,7 +156,7 @@ def content_fingerprint(dataset: "Dataset") -> str:
     """
     import pyarrow as pa
 
-    table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+    table = dataset.with_format("arrow")[:] if dataset._indices is not None else dataset.data.table
     digest = hashlib.sha256()
     for chunk in table.column("text").chunks:
         chunk = chunk.cast(pa.large_string()) if chunk.type != pa.large_string() else chunk
@@ -132,116 +165,228 @@ def content_fingerprint(dataset: "Dataset") -> str:
         if values is not None and len(offsets):
             digest.update(memoryview(values)[int(offsets[0]):int(offsets[-1])])
         digest.update(np.diff(offsets).tobytes())
-    labels = table.column("label").to_numpy(zero_copy_only=False)
-    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    digest.update(np.asarray(table.column("label").to_numpy(), dtype=np.int64).tobytes())
     return digest.hexdigest()
 
 
-def _stratified_split(dataset: "Dataset", fraction: float, seed: int) -> tuple["Dataset", "Dataset"]:
-    """A seeded split that holds out `fraction` of each label (fast: plain numpy on the label column)."""
-    labels = np.asarray(dataset.data.column("label").to_numpy(zero_copy_only=False))
+def label_array(dataset: "Dataset") -> np.ndarray:
+    return np.asarray(dataset.with_format("arrow")["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _stratified_split(dataset: "Dataset", classes: int, fraction: float, seed: int) -> tuple["Dataset", "Dataset"]:
+    """A seeded split that holds out `fraction` of each class (fast: plain numpy on the label column)."""
+    labels = label_array(dataset)
     rng = np.random.default_rng(seed)
     held_out = []
-    for label in (0, 1):
+    for label in range(classes):
         members = np.flatnonzero(labels == label)
         held_out.append(rng.permutation(members)[: round(len(members) * fraction)])
     validation = np.sort(np.concatenate(held_out))
+    if len(validation) == 0:
+        raise DataError(f"the train split has {len(labels)} rows, too few to hold out a validation split; "
+                        "add rows or give a validation split")
     keep = np.setdiff1d(np.arange(len(labels)), validation, assume_unique=True)
     return dataset.select(keep), dataset.select(validation)
 
 
-def _check_split(raw: dict, split: str, *, labeled: bool, source: str) -> None:
-    if split not in raw:
-        raise DataError(f"{source} has no {split!r} split (found: {', '.join(raw) or 'none'}); {_HINT}")
-    dataset = raw[split]
+# --- columns and classes ---------------------------------------------------------------------------
+
+
+def _columns(train: "Dataset", spec: DataSpec, source: str) -> tuple[str, str]:
+    found = train.column_names
+    chosen = []
+    for given, candidates, option in ((spec.text_column, TEXT_COLUMNS, "--text-column"),
+                                      (spec.label_column, LABEL_COLUMNS, "--label-column")):
+        if given is not None:
+            if given not in found:
+                raise DataError(f"{source} has no column {given!r} ({option}); its columns: {', '.join(found)}")
+            chosen.append(given)
+            continue
+        detected = next((c for c in candidates if c in found), None)
+        if detected is None:
+            raise DataError(f"cannot tell which column of {source} holds the {option[2:6]} (looked for "
+                            f"{', '.join(candidates)}); its columns: {', '.join(found)}. Name it with {option}")
+        chosen.append(detected)
+    if chosen[0] == chosen[1]:
+        raise DataError(f"the text and label columns of {source} are both {chosen[0]!r}; name them apart")
+    return chosen[0], chosen[1]
+
+
+def _classes(train: "Dataset", column: str, source: str) -> tuple[list[str], list | None]:
+    """The class names, and the label values they stand for (None: a ClassLabel, already indices)."""
+    from datasets import ClassLabel
+
+    feature = train.features[column]
+    if isinstance(feature, ClassLabel):
+        classes, values = list(feature.names), None
+    else:
+        if train.with_format("arrow")[column].null_count:
+            raise DataError(f"the 'train' split of {source} has rows with no {column} (null); fill or drop those rows")
+        values = sorted(train.unique(column))
+        classes = [str(v) for v in values]
+        if len(values) > MAX_CLASSES:
+            raise DataError(f"the {column!r} column of {source} has {len(values):,} distinct values: is it really "
+                            f"a label? Name the label column with --label-column")
+    if len(classes) < 2:
+        raise DataError(f"the train split of {source} has a single class ({', '.join(classes) or 'none'}); "
+                        "a classifier needs at least two")
+    if len(set(classes)) != len(classes):
+        raise DataError(f"the labels of {source} do not have distinct names: {classes}")
+    return classes, values
+
+
+def _normalized(dataset: "Dataset", split: str, text: str, label: str, values: list | None, classes: list[str],
+                source: str) -> "Dataset":
+    """The split as two columns, `text` (strings) and `label` (class indices), checked."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
     if len(dataset) == 0:
         raise DataError(f"the {split!r} split of {source} is empty")
-    missing = {"text", "label"} - set(dataset.column_names)
+    missing = [c for c in (text, label) if c not in dataset.column_names]
     if missing:
-        raise DataError(f"the {split!r} split of {source} lacks column(s) {', '.join(sorted(missing))}")
-    for column in ("text", "label") if labeled else ("text",):
-        nulls = dataset.data.column(column).null_count
+        raise DataError(f"the {split!r} split of {source} lacks column(s) {', '.join(missing)}; "
+                        f"its columns: {', '.join(dataset.column_names)}")
+    table = dataset.with_format("arrow")[:]
+    for column in (text, label):
+        nulls = table.column(column).null_count
         if nulls:
-            raise DataError(f"the {split!r} split of {source} has {nulls} row(s) with no {column} (null); "
-                            "fill or drop those rows")
-    if not str(dataset.features["text"].dtype).endswith("string"):
-        raise DataError(f"the {split!r} split of {source} has a {dataset.features['text'].dtype} text column; "
-                        "texts must be strings")
-    if labeled:
-        found = set(dataset.unique("label"))
-        if not found <= {0, 1}:
-            bad = sorted(found - {0, 1})
-            raise DataError(f"the {split!r} split of {source} has labels {bad} outside {{0, 1}} (0 = neg, 1 = pos)")
+            raise DataError(f"the {split!r} split of {source} has {nulls} row(s) with no {column} (null); fill or drop those rows")
+    if not pa.types.is_string(table.column(text).type) and not pa.types.is_large_string(table.column(text).type):
+        raise DataError(f"the {text!r} column of the {split!r} split of {source} holds {table.column(text).type}, "
+                        "not text; name the text column with --text-column")
+    labels = table.column(label)
+    if values is None:  # a ClassLabel: already indices
+        indices = labels.cast(pa.int64())
+        bad = pc.or_(pc.less(indices, 0), pc.greater_equal(indices, len(classes)))
+        unknown = sorted(set(pc.filter(indices, bad).to_pylist()))
+    else:
+        try:
+            indices = pc.index_in(labels, value_set=pa.array(values, type=labels.type)).cast(pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"the labels of the {split!r} split of {source} do not compare with train's: {exc}") from None
+        unknown = sorted(set(pc.filter(labels, pc.is_null(indices)).to_pylist()), key=str)
+    if unknown:
+        raise DataError(f"the {split!r} split of {source} has label(s) {', '.join(map(repr, unknown[:10]))} that the "
+                        f"train split never has (classes: {', '.join(classes)})")
+    if (text, label) == ("text", "label") and (values is None or values == list(range(len(values)))):
+        return dataset.select_columns(["text", "label"])  # already normalized: keep the memory-mapped data
+    return Dataset(InMemoryTable(pa.table({"text": table.column(text).cast(pa.large_string()), "label": indices})))
 
 
-def _load_raw(source: str) -> dict:
+# --- sources ---------------------------------------------------------------------------------------
+
+
+def _load_raw(source: str, config: str | None) -> dict:
+    files = _split_files(source)
+    if files is not None:
+        return _load_files(files)
     path = Path(source).expanduser()
     if path.exists():
         if path.is_file():
             if path.name.endswith((".tar.gz", ".tgz", ".tar")):
-                return _cached_stanford(path)
-            raise DataError(f"{path} is a file but not an aclImdb tarball (.tar.gz); {_HINT}")
-        stanford = _find_stanford_folder(path)
+                return load_stanford(path)
+            if path.suffix.lower() in FILE_FORMATS:
+                return _load_files({"train": path})
+            raise DataError(f"{path} is a file the zoo cannot read (not {', '.join(FILE_FORMATS)} or an aclImdb "
+                            f"tarball); {HINT}")
+        stanford = find_stanford_folder(path)
         if stanford is not None:
-            return _cached_stanford(stanford)
-        if any(path.glob("**/*.parquet")) or any(path.glob("**/*.arrow")) or (path / "README.md").is_file():
-            return _load_hub_layout(str(path))
-        raise DataError(f"{path} is neither a Hub-layout folder (parquet files) nor an aclImdb folder; {_HINT}")
+            return load_stanford(stanford)
+        return _load_folder(path, config)
     if _looks_like_hub_id(source):
-        return _load_from_hub(source)
-    raise DataError(f"data path {source} does not exist; {_HINT}")
+        return _load_from_hub(source, config)
+    raise DataError(f"data path {source} does not exist; {HINT}")
+
+
+def _split_files(source: str) -> dict[str, Path] | None:
+    """`train=PATH,test=PATH[,validation=PATH]` as {split: path}; None for any other source."""
+    parts = source.split(",")
+    if "=" not in source or not all(re.match(r"^\s*\w+\s*=", p) for p in parts):
+        return None
+    files = {}
+    for part in parts:
+        name, _, path = part.partition("=")
+        split = SPLIT_NAMES.get(name.strip().lower())
+        if split is None:
+            raise DataError(f"--data {source}: unknown split {name.strip()!r}; use train, validation (or dev) and test")
+        if split in files:
+            raise DataError(f"--data {source}: the {split} split is given twice")
+        files[split] = Path(path.strip()).expanduser()
+    return files
+
+
+def _load_files(files: dict[str, Path]) -> dict:
+    import datasets
+
+    out = {}
+    for split, path in files.items():
+        if not path.is_file():
+            raise DataError(f"{path} ({split} split) does not exist or is not a file")
+        builder, options = FILE_FORMATS.get(path.suffix.lower(), (None, None))
+        if builder is None:
+            raise DataError(f"{path}: the zoo reads {', '.join(FILE_FORMATS)} files; convert it to one of them")
+        if builder == "parquet":
+            _check_parquet_files([path])
+        try:
+            out[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **options)
+        except Exception as exc:  # datasets raises many types for malformed files
+            cause = exc.__cause__ or exc
+            raise DataError(f"cannot read {path} as {builder}: {type(cause).__name__}: {cause}") from None
+    return out
+
+
+def _load_folder(folder: Path, config: str | None) -> dict:
+    import datasets
+
+    data_files = [p for p in folder.rglob("*") if p.suffix.lower() in FILE_FORMATS and p.is_file()]
+    if not data_files and not (folder / "README.md").is_file():
+        raise DataError(f"{folder} holds no data files ({', '.join(FILE_FORMATS)}) and is not an aclImdb folder; {HINT}")
+    _check_parquet_files([p for p in data_files if p.suffix.lower() == ".parquet"])
+    try:
+        loaded = datasets.load_dataset(str(folder), config) if config else datasets.load_dataset(str(folder))
+    except Exception as exc:  # datasets raises many types for malformed folders and files
+        cause = exc.__cause__ or exc
+        raise DataError(f"cannot load {folder} with datasets.load_dataset: {type(cause).__name__}: {cause}") from None
+    return dict(loaded)
+
+
+def _check_parquet_files(files: list[Path]) -> None:
+    """Name the file when a parquet file is corrupt, empty, or has null cells (datasets' own errors do not)."""
+    import pyarrow.parquet as pq
+
+    for file in sorted(files):
+        try:
+            parquet = pq.ParquetFile(file)
+        except Exception as exc:
+            raise DataError(f"{file} is not a readable parquet file ({exc}); download it again") from None
+        if parquet.metadata.num_rows == 0:
+            raise DataError(f"{file} has no rows: that split is empty")
+        names = parquet.schema_arrow.names
+        for column in {*TEXT_COLUMNS, *LABEL_COLUMNS} & set(names):
+            nulls = _parquet_nulls(parquet, names.index(column))
+            if nulls:
+                raise DataError(f"{file} has {nulls} row(s) with no {column} (null); fill or drop those rows")
+
+
+def _parquet_nulls(parquet, index: int) -> int:
+    """Null count of a parquet column from the row groups' statistics (read the column only when they lack it)."""
+    nulls = 0
+    for group in range(parquet.metadata.num_row_groups):
+        stats = parquet.metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_null_count:
+            name = parquet.schema_arrow.names[index]
+            return parquet.read(columns=[name]).column(name).null_count
+        nulls += stats.null_count
+    return nulls
 
 
 def _looks_like_hub_id(source: str) -> bool:
     """`owner/name` or `name`, not a path-looking string or a tarball name."""
     return (re.fullmatch(r"[\w-][\w.-]*(/[\w-][\w.-]*)?", source) is not None
-            and not source.endswith((".tar.gz", ".tgz", ".tar", ".parquet")))
-
-
-def _load_hub_layout(folder: str) -> dict:
-    import datasets
-
-    _check_parquet_files(Path(folder))
-    try:
-        return dict(datasets.load_dataset(folder))
-    except Exception as exc:  # datasets raises many types for malformed folders and files
-        cause = exc.__cause__ or exc
-        raise DataError(f"cannot load {folder} with datasets.load_dataset: {type(cause).__name__}: {cause}") from None
-
-
-def _check_parquet_files(folder: Path) -> None:
-    """Name the file when a parquet file is corrupt or empty (datasets' own errors do not)."""
-    import pyarrow.parquet as pq
-
-    for file in sorted(folder.glob("**/*.parquet")):
-        try:
-            rows = pq.ParquetFile(file).metadata.num_rows
-        except Exception as exc:
-            raise DataError(f"{file} is not a readable parquet file ({exc}); download it again") from None
-        if rows == 0:
-            raise DataError(f"{file} has no rows: the {file.name.split('-')[0]!r} split of {folder} is empty")
-        for column in ("text", "label"):
-            nulls = _parquet_nulls(file, column)
-            if nulls:
-                raise DataError(f"{file} has {nulls} row(s) with no {column} (null); fill or drop those rows")
-
-
-def _parquet_nulls(file: Path, column: str) -> int:
-    """Null count of a parquet column from the row groups' statistics (read the column only when they lack it)."""
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(file)
-    names = parquet.schema_arrow.names
-    if column not in names:
-        return 0
-    index = names.index(column)
-    nulls = 0
-    for group in range(parquet.metadata.num_row_groups):
-        stats = parquet.metadata.row_group(group).column(index).statistics
-        if stats is None or not stats.has_null_count:
-            return parquet.read(columns=[column]).column(column).null_count
-        nulls += stats.null_count
-    return nulls
+            and not source.endswith((".tar.gz", ".tgz", ".tar", *FILE_FORMATS)))
 
 
 def _hub_reachable(timeout: float = 5.0) -> bool:
@@ -255,120 +400,14 @@ def _hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def _load_from_hub(dataset_id: str) -> dict:
+def _load_from_hub(dataset_id: str, config: str | None) -> dict:
     import datasets
 
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
     if not offline and not _hub_reachable():
         raise DataError(f"cannot reach the Hugging Face Hub to download {dataset_id} (and no local path "
-                        f"{dataset_id} exists); {_HINT}, for example --data ../shared/datasets/imdb")
+                        f"{dataset_id} exists); {HINT}, for example --data ../shared/datasets/imdb")
     try:
-        return dict(datasets.load_dataset(dataset_id))
+        return dict(datasets.load_dataset(dataset_id, config) if config else datasets.load_dataset(dataset_id))
     except Exception as exc:
-        raise DataError(f"loading {dataset_id} from the Hub failed: {type(exc).__name__}: {exc}; {_HINT}") from None
-
-
-# --- the Stanford layout -------------------------------------------------------------------------
-
-
-def _find_stanford_folder(path: Path) -> Path | None:
-    for candidate in (path, path / "aclImdb"):
-        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
-            return candidate
-    return None
-
-
-def _stanford_from_folder(root: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(name inside aclImdb, where to tell the user, raw bytes) for each review file.
-
-    Only regular files (or links to them) are read: a FIFO, socket or device named like a review would block
-    or never end, so it is an error naming it, as is a review over MAX_REVIEW_BYTES.
-    """
-    for file in sorted(root.glob("*/*/*.txt")):
-        try:
-            info = file.stat()
-        except OSError as exc:
-            raise DataError(f"{file} cannot be read ({exc.strerror}); remove it or fix the link") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise DataError(f"{file} is not a regular file (a FIFO, socket, device or a link to one); remove it")
-        if info.st_size > MAX_REVIEW_BYTES:
-            raise DataError(f"{file} is {info.st_size:,} bytes, over the {MAX_REVIEW_BYTES:,} a review may have; remove it")
-        yield f"aclImdb/{file.relative_to(root).as_posix()}", str(file), file.read_bytes()
-
-
-def _stanford_from_tarball(tarball: Path) -> Iterator[tuple[str, str, bytes]]:
-    try:
-        with tarfile.open(tarball, "r:*") as archive:
-            for member in archive:
-                if not _STANFORD_FILE.search(member.name):
-                    continue
-                where = f"{tarball}:{member.name}"
-                if not member.isfile():
-                    raise DataError(f"{where} is not a regular file (a link or device entry); repack the tarball without it")
-                if member.size > MAX_REVIEW_BYTES:
-                    raise DataError(f"{where} is {member.size:,} bytes, over the {MAX_REVIEW_BYTES:,} a review may "
-                                    "have; repack the tarball without it")
-                yield member.name, where, archive.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{tarball} is not a readable tarball ({type(exc).__name__}: {exc}); "
-                        "download aclImdb_v1.tar.gz again") from None
-
-
-def _parse_stanford(records: Iterator[tuple[str, str, bytes]], origin: Path) -> dict:
-    from datasets import ClassLabel, Dataset, Features, Value
-
-    rows: dict[str, list] = {"train": [], "test": [], "unsupervised": []}
-    label_of = {"neg": 0, "pos": 1, "unsup": -1}
-    for name, where, raw in records:
-        match = _STANFORD_FILE.search(name)
-        if not match:
-            continue
-        split, kind, review_id, rating = match.groups()
-        if not (int(rating) == 0 if kind == "unsup" else 1 <= int(rating) <= 10):
-            expected = "0 for unlabeled reviews" if kind == "unsup" else "1 to 10"
-            raise DataError(f"{where} has rating {int(rating)} in its name, expected {expected}; rename or remove it")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                            "fix or remove that review file") from None
-        target = "unsupervised" if kind == "unsup" else split
-        rows[target].append((label_of[kind], int(review_id), text, int(rating)))
-    if not rows["train"] and not rows["test"]:
-        raise DataError(f"{origin} holds no aclImdb/{{train,test}}/{{pos,neg}}/<id>_<rating>.txt files; {_HINT}")
-    features = Features({"text": Value("string"), "label": ClassLabel(names=list(LABEL_NAMES)), "rating": Value("int8")})
-    out = {}
-    for split, items in rows.items():
-        items.sort(key=lambda r: (r[0] if r[0] >= 0 else 0, r[1]))  # the Hub's order: neg, then pos, by id
-        columns = {"text": [r[2] for r in items], "label": [r[0] for r in items], "rating": [r[3] for r in items]}
-        if items or split != "unsupervised":
-            out[split] = Dataset.from_dict(columns, features=features)
-    return out
-
-
-def _cached_stanford(path: Path) -> dict:
-    """Parse a Stanford folder or tarball once; later loads memory-map the cached Arrow copy.
-
-    One process builds a cache entry at a time (a file lock); an entry that cannot be loaded is rebuilt.
-    """
-    import shutil
-
-    import datasets
-
-    info = path.stat()
-    newest = info.st_mtime_ns if path.is_file() else max(p.stat().st_mtime_ns for p in path.glob("*/*"))
-    key = hashlib.sha256(f"{path.resolve()}|{info.st_size}|{newest}".encode()).hexdigest()[:16]
-    target = cache_dir() / "stanford" / key
-    with cache_lock(target):
-        if (target / "dataset_dict.json").is_file():
-            try:
-                return dict(datasets.load_from_disk(str(target)))
-            except Exception:  # a corrupt or half-deleted entry: parse the source again
-                shutil.rmtree(target, ignore_errors=True)
-        records = _stanford_from_tarball(path) if path.is_file() else _stanford_from_folder(path)
-        parsed = _parse_stanford(records, path)
-        tmp = target.with_name(f"{key}.{os.getpid()}.tmp")
-        datasets.DatasetDict(parsed).save_to_disk(str(tmp))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        return dict(datasets.load_from_disk(str(target)))
+        raise DataError(f"loading {dataset_id} from the Hub failed: {type(exc).__name__}: {exc}; {HINT}") from None

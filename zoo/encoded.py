@@ -13,7 +13,8 @@ from typing import Iterable
 
 import numpy as np
 
-from zoo.data import ImdbSplits, cache_dir, cache_lock
+from zoo.cache import cache_dir, cache_lock
+from zoo.data import Splits
 from zoo.faults import failpoint
 from zoo.tokenizer import Tokenizer, sentencepiece_version
 
@@ -43,13 +44,14 @@ class EncodedSplit:
         return cls(name, flat, offsets, np.asarray(list(labels), dtype=np.int64))
 
 
-def encode_splits(splits: ImdbSplits, tokenizer: Tokenizer,
+def encode_splits(splits: Splits, tokenizer: Tokenizer,
                   names: Iterable[str] = ("train", "validation", "test")) -> dict[str, EncodedSplit]:
-    """Encode the named splits, reusing the Arrow cache from an earlier run with the same data and tokenizer."""
+    """Encode the named splits that exist (a dataset may have no test split), reusing the Arrow cache from an
+    earlier run with the same data and tokenizer."""
     folder = cache_dir() / "encoded"
     available = splits.named()
     out = {}
-    for name in names:
+    for name in [n for n in names if n in available]:
         path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-spm{sentencepiece_version()}-{name}.arrow"
         with cache_lock(path):  # one process encodes, another wanting the same split waits and reuses it
             encoded = _load_encoded(path, len(available[name]))

@@ -15,10 +15,11 @@ EVAL_BATCH, EVAL_BATCH_TOKENS = 128, 128 * 512
 
 @torch.no_grad()
 def split_logits(model: torch.nn.Module, split: EncodedSplit, device: str = "cpu", max_tokens: int = 0) -> np.ndarray:
-    """The positive-class logit of every review in `split`, in the split's order."""
+    """The logits of every review in `split`, in the split's order: [N] for two classes, else [N, K]."""
     model.eval()
     lengths = np.minimum(split.lengths, max_tokens) if max_tokens else split.lengths
-    out = np.empty(len(split), dtype=np.float64)
+    shape = (len(split),) if getattr(model, "num_classes", 2) == 2 else (len(split), model.num_classes)
+    out = np.empty(shape, dtype=np.float64)
     for batch in evaluation_batches(lengths, EVAL_BATCH, EVAL_BATCH_TOKENS):
         ids, lens, _ = collate(split, batch, max_tokens)
         logits = model(torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device))
@@ -31,7 +32,7 @@ def text_logits(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_tok
                 device: str = "cpu") -> np.ndarray:
     """Logits for raw texts; the same for a text alone or inside a batch (the encoders are padding-exact)."""
     if not texts:
-        return np.empty(0)
+        return np.empty((0,) if getattr(model, "num_classes", 2) == 2 else (0, model.num_classes))
     split = EncodedSplit.from_lists("texts", tokenizer.encode(list(texts)), [0] * len(texts))
     return split_logits(model, split, device, max_tokens)
 

@@ -46,12 +46,19 @@ class Pooling(nn.Module):
         return torch.cat([last[:, :half], outputs[:, 0, half:]], dim=-1)
 
 
-class Classifier(nn.Module):
-    """A binary text classifier around any plugin's encoder; returns the positive-class logit."""
+def logit_count(num_classes: int) -> int:
+    """Two classes get one logit (the second class's, as IMDB's `pos`); K > 2 classes get K."""
+    return 1 if num_classes == 2 else num_classes
 
-    def __init__(self, encoder: nn.Module, vocab_size: int, config: RunConfig):
+
+class Classifier(nn.Module):
+    """A text classifier around any plugin's encoder: logits [B] for two classes, [B, K] for K > 2."""
+
+    def __init__(self, encoder: nn.Module, vocab_size: int, config: RunConfig, num_classes: int = 2):
         super().__init__()
         c = config.classifier
+        self.num_classes = num_classes
+        outputs = logit_count(num_classes)
         self.embedding = nn.Embedding(vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(c.embedding_dropout)
         self.word_dropout = c.word_dropout
@@ -60,10 +67,10 @@ class Classifier(nn.Module):
         pooled = self.pooling.output_size(encoder.output_size)
         if c.head_hidden:
             self.head = nn.Sequential(
-                nn.Linear(pooled, c.head_hidden), nn.ReLU(), nn.Dropout(c.head_dropout), nn.Linear(c.head_hidden, 1)
+                nn.Linear(pooled, c.head_hidden), nn.ReLU(), nn.Dropout(c.head_dropout), nn.Linear(c.head_hidden, outputs)
             )
         else:
-            self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Linear(pooled, 1))
+            self.head = nn.Sequential(nn.Dropout(c.head_dropout), nn.Linear(pooled, outputs))
         if c.init == "keras":
             keras_init(self)
         elif c.embedding_std != 1.0:
@@ -78,7 +85,8 @@ class Classifier(nn.Module):
             kept = torch.rand(input_ids.shape, device=x.device) >= self.word_dropout
             x = x * kept.unsqueeze(-1).to(x.dtype)
         outputs = self.encoder(x, lengths)
-        return self.head(self.pooling(outputs, lengths)).squeeze(-1)
+        logits = self.head(self.pooling(outputs, lengths))
+        return logits.squeeze(-1) if self.num_classes == 2 else logits
 
 
 @torch.no_grad()
@@ -112,7 +120,7 @@ def keras_init(model: nn.Module) -> None:
                         param[hidden:2 * hidden] = 1.0  # PyTorch's gate order: i, f, g, o
 
 
-def build_classifier(config: RunConfig, vocab_size: int) -> Classifier:
+def build_classifier(config: RunConfig, vocab_size: int, num_classes: int = 2) -> Classifier:
     """Build the plugin's encoder and wrap it in the shared classifier."""
     from zoo.errors import PluginError
     from zoo.registry import architectures
@@ -126,7 +134,7 @@ def build_classifier(config: RunConfig, vocab_size: int) -> Classifier:
         raise PluginError(f"{origin}: build() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(encoder, nn.Module) or not isinstance(getattr(encoder, "output_size", None), int):
         raise PluginError(f"{origin} breaks the plugin contract: build() must return an nn.Module with an int `output_size`")
-    return Classifier(encoder, vocab_size, config)
+    return Classifier(encoder, vocab_size, config, num_classes)
 
 
 def _origin(architecture: str) -> str:

@@ -31,9 +31,12 @@ def _set_threads(threads: int | None) -> None:
 
 def evaluate_run(run_path: Path, data: str | None, split: str, threads: int | None,
                  allow_other_data: bool = False) -> dict:
+    """Metrics of a run on one split of its data; also draws the confusion matrix into the run directory."""
     from zoo.encoded import encode_splits
+    from zoo.errors import DataError
     from zoo.evaluate import split_logits
     from zoo.metrics import classification_metrics
+    from zoo.report import write_confusion
     from zoo.rundir import RunDir
 
     _set_threads(threads)
@@ -41,13 +44,24 @@ def evaluate_run(run_path: Path, data: str | None, split: str, threads: int | No
     model = run.load_model()
     config = run.config()
     splits = run.load_data(data, allow_other_data)
+    if splits.classes != run.classes():
+        raise DataError(f"the data at {splits.source} has the classes {splits.classes}, the run was trained on "
+                        f"{run.classes()}; evaluate it on data with the same classes")
+    if split not in splits.named():
+        raise DataError(f"the data at {splits.source} has no {split} split; try --split validation")
     encoded = encode_splits(splits, run.tokenizer(), names=[split])[split]
-    metrics = classification_metrics(split_logits(model, encoded, max_tokens=config.train.max_tokens), encoded.labels)
-    return {"run_dir": str(run.path), "split": split, **metrics}
+    logits = split_logits(model, encoded, max_tokens=config.train.max_tokens)
+    metrics = classification_metrics(logits, encoded.labels, run.classes())
+    picture = run.file("confusion.png" if split == "test" else f"confusion-{split}.png")
+    write_confusion(picture, metrics, f"{run.path.name}: {split} ({metrics['count']:,} texts)")
+    return {"run_dir": str(run.path), "split": split, **metrics, "confusion_png": str(picture)}
 
 
 def open_predictor(model_path: Path, threads: int | None = None) -> Predictor:
-    """A function from texts to [{"label": "pos" | "neg", "probability": P(pos)}]; loads the model once."""
+    """A function from texts to [{"label", "probability" (of that label), "probabilities" (of every class)}].
+
+    The model is loaded once.
+    """
     if model_path.suffix == ".onnx":
         from zoo.runtime import OnnxClassifier
 
@@ -62,12 +76,12 @@ def open_predictor(model_path: Path, threads: int | None = None) -> Predictor:
     run = RunDir.open(model_path)
     model = run.load_model()
     tokenizer = run.tokenizer()
-    max_tokens = run.config().train.max_tokens
-    return lambda texts: predictions(text_logits(model, tokenizer, texts, max_tokens))
+    max_tokens, classes = run.config().train.max_tokens, run.classes()
+    return lambda texts: predictions(text_logits(model, tokenizer, texts, max_tokens), classes)
 
 
 def predict_texts(model_path: Path, texts: list[str], threads: int | None = None) -> list[dict]:
-    """[{"label": "pos" | "neg", "probability": P(pos)}] for each text."""
+    """open_predictor(model_path)(texts)."""
     return open_predictor(model_path, threads)(texts)
 
 

@@ -38,16 +38,28 @@ def write_curves(run: RunDir) -> None:
 
 def write_card(run: RunDir, summary: dict) -> None:
     info = run.read_info()
-    config = info["config"]
+    config, data = info["config"], info["data"]
+    classes = data.get("classes", ["neg", "pos"])
+    rows = data["rows"]
+    if summary["test_accuracy"] is None:
+        test_row = "| test accuracy | none: the data has no test split, so no test score exists |"
+        test_note = "The data has no test split: there is no test score."
+    else:
+        test_row = (f"| test accuracy / macro-F1 ({rows['test']:,} texts, evaluated once) | "
+                    f"{summary['test_accuracy']:.4f} / {summary['test_macro_f1']:.4f} |")
+        test_note = "The test split was used only for the final evaluation."
+    validation = ("the dataset's own validation split" if data.get("own_validation")
+                  else "a seeded, label-stratified 10% of the train split")
     lines = [
         f"# {run.path.name}: {config['recipe']} ({config['architecture']})",
         "",
-        "A binary sentiment classifier (IMDB movie reviews, `pos` / `neg`) trained by the recurrent model zoo.",
+        f"A {len(classes)}-class text classifier ({', '.join(f'`{c}`' for c in classes)}) trained by the "
+        "recurrent model zoo.",
         "",
         "| | |",
         "| --- | --- |",
         f"| validation accuracy (best epoch {summary['best_epoch']}) | {summary['best_validation_accuracy']:.4f} |",
-        f"| test accuracy (25,000 reviews, evaluated once) | {summary['test_accuracy']:.4f} |",
+        test_row,
         f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
         f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
         f"| parameters | {info['parameters']:,} |",
@@ -55,11 +67,12 @@ def write_card(run: RunDir, summary: dict) -> None:
         "",
         "## Data",
         "",
-        f"Source `{info['data']['source']}` (fingerprint `{info['data']['fingerprint']}`): "
-        + ", ".join(f"{name} {rows:,}" for name, rows in info["data"]["rows"].items())
-        + ". Validation is a seeded, label-stratified 10% of the train split; the test split was used only "
-        "for the final evaluation. Text normalization: `<br />` line breaks become a space, then SentencePiece "
-        f"(vocab {info['tokenizer']['vocab_size']:,}, `tokenizer.model`, sha256 `{info['tokenizer']['sha256'][:16]}...`).",
+        f"Source `{data['source']}` (fingerprint `{data['fingerprint']}`"
+        + (f", columns `{data['columns'][0]}` and `{data['columns'][1]}`" if data.get("columns") else "") + "): "
+        + ", ".join(f"{name} {count:,}" for name, count in rows.items())
+        + f". Validation is {validation}. {test_note} Text normalization: `<br />` line breaks and NUL become a "
+        f"space, then SentencePiece (vocab {info['tokenizer']['vocab_size']:,}, `tokenizer.model`, sha256 "
+        f"`{info['tokenizer']['sha256'][:16]}...`).",
         "",
         "## Configuration",
         "",
@@ -75,3 +88,30 @@ def write_card(run: RunDir, summary: dict) -> None:
         "",
     ]
     atomic_write_text(run.file(CARD), "\n".join(lines))
+
+
+def write_confusion(path, metrics: dict, title: str) -> None:
+    """The confusion matrix as a picture: rows the true class, columns the predicted one, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix, classes = np.array(metrics["confusion_matrix"]), metrics["classes"]
+    size = max(4.0, 0.7 * len(classes) + 2.5)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, f"{count:,}", ha="center", va="center",
+                  color="white" if count > matrix.max() / 2 else "black")
+    axis.set_title(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))

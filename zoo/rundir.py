@@ -182,13 +182,31 @@ class RunDir:
                 "by an export into this folder. Restore the run's own tokenizer.model (or train the run again)")
         return tokenizer
 
+    def classes(self) -> list[str]:
+        """The run's class names (runs from before they were recorded: IMDB's neg, pos)."""
+        from zoo.metrics import BINARY
+
+        classes = self.read_info().get("data", {}).get("classes", list(BINARY))
+        if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+            raise CheckpointError(f"{self.file(CONFIG)}: data.classes is not a list of class names")
+        return classes
+
+    def data_spec(self, data: str | None = None):
+        """The run's data (zoo.data.DataSpec), with its source replaced by `data` when given."""
+        from dataclasses import replace
+
+        from zoo.data import DataSpec
+
+        spec = DataSpec.from_dict(self.read_info().get("data", {}))
+        return replace(spec, source=data) if data else spec
+
     def load_data(self, data: str | None, allow_other_data: bool = False, **options: Any):
-        """The run's data source (or `data`), refused when its fingerprint differs from the run's."""
-        from zoo.data import load_imdb
+        """The run's data (or the source `data`), refused when its fingerprint differs from the run's."""
+        from zoo.data import load_splits
         from zoo.errors import DataError
 
         recorded = self.read_info().get("data", {})
-        splits = load_imdb(data or recorded.get("source"), **options)
+        splits = load_splits(self.data_spec(data), **options)
         expected = recorded.get("fingerprint")
         if expected and splits.fingerprint != expected and not allow_other_data:
             raise DataError(
@@ -205,7 +223,7 @@ class RunDir:
         from zoo.model import build_classifier
 
         config = self.config()
-        model = build_classifier(config, self.tokenizer().vocab_size)
+        model = build_classifier(config, self.tokenizer().vocab_size, len(self.classes()))
         state = load_torch(self.file(WEIGHTS))
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"{self.file(WEIGHTS)} is not a state dict of tensors; it was not written by the zoo")

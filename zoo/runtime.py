@@ -2,7 +2,8 @@
 
     from zoo.runtime import OnnxClassifier
     classifier = OnnxClassifier("model.onnx", threads=2)
-    classifier.predict(["great film", "dull"])  # [{"label": "pos", "probability": 0.97}, ...]
+    classifier.predict(["great film", "dull"])
+    # [{"label": "pos", "probability": 0.97, "probabilities": {"neg": 0.03, "pos": 0.97}}, ...]
 
 The tokenizer is read from beside the .onnx file (the name in its metadata)
 and checked against the checksum the export recorded; a `--with-tokenizer`
@@ -122,9 +123,9 @@ def _checked_metadata(path: Path, metadata: dict[str, str]) -> tuple[list[str], 
         labels = json.loads(metadata.get("labels", '["neg", "pos"]'))
     except json.JSONDecodeError:
         raise bad("labels", "is not JSON") from None
-    if not (isinstance(labels, list) and len(labels) == 2 and all(isinstance(x, str) and x for x in labels)
-            and len(set(labels)) == 2):
-        raise bad("labels", "is not a list of two distinct label names")
+    if not (isinstance(labels, list) and 2 <= len(labels) <= 100_000 and all(isinstance(x, str) and x for x in labels)
+            and len(set(labels)) == len(labels)):
+        raise bad("labels", "is not a list of two or more distinct class names")
     text = metadata.get("max_tokens", "0")
     if not text.isdigit() or int(text) > 10**9:
         raise bad("max_tokens", "is not a whole number >= 0")
@@ -161,9 +162,10 @@ class OnnxClassifier:
         except Exception as exc:
             raise CheckpointError(f"onnxruntime cannot run {self.path} ({type(exc).__name__}: {exc}); "
                                   "export the model again with `zoo export`") from None
-        if logits.shape != (rows,):
+        expected = (rows,) if len(self.labels) == 2 else (rows, len(self.labels))
+        if logits.shape != expected:
             raise CheckpointError(f"{self.path} returned logits of shape {list(logits.shape)} for {rows} texts, "
-                                  f"expected [{rows}]; export the model again with `zoo export`")
+                                  f"expected {list(expected)}; export the model again with `zoo export`")
         return logits
 
     def _tokenizer(self, tokenizer_path: Path) -> Tokenizer:
@@ -185,7 +187,7 @@ class OnnxClassifier:
     def logits_from_ids(self, rows: list[np.ndarray]) -> np.ndarray:
         if self.takes_text:
             raise CheckpointError(f"{self.path.name} takes raw text (a --with-tokenizer export), not token ids")
-        out = np.empty(len(rows), dtype=np.float64)
+        out = self._empty(len(rows))
         if not rows:
             return out
         lengths = np.array([max(len(r), 1) for r in rows])
@@ -196,10 +198,14 @@ class OnnxClassifier:
 
     def _logits_from_texts(self, texts: list[str]) -> np.ndarray:
         """Text-in models: batches of texts of similar length (in characters; tokens are not known yet)."""
-        out = np.empty(len(texts), dtype=np.float64)
+        out = self._empty(len(texts))
         for batch in evaluation_batches(np.array([max(len(t), 1) for t in texts]), BATCH, BATCH_CHARS):
             out[batch] = self._run({"text": np.array([texts[i] for i in batch], dtype=object)}, len(batch))
         return out
 
+    def _empty(self, rows: int) -> np.ndarray:
+        return np.empty((rows,) if len(self.labels) == 2 else (rows, len(self.labels)), dtype=np.float64)
+
     def predict(self, texts: Sequence[str]) -> list[dict]:
-        return predictions(self.logits(texts))
+        """[{"label", "probability" (of that label), "probabilities" (of every class)}] per text."""
+        return predictions(self.logits(texts), self.labels)

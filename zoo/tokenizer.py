@@ -13,11 +13,14 @@ import hashlib
 import io
 import json
 import os
+import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from zoo.cache import cache_dir, cache_lock
 from zoo.config import TokenizerConfig
-from zoo.data import ImdbSplits, cache_dir, cache_lock, normalize_text
+from zoo.data import Splits, normalize_text
 from zoo.errors import DataError
 from zoo.faults import failpoint
 from zoo.files import atomic_write
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     import sentencepiece
 
 PAD_ID, UNK_ID = 0, 1
+MIN_VOCAB = 64  # TokenizerConfig's floor
 MAX_TEXT_CHARS = 1_000_000  # longer inputs are cut before encoding (a 1 MB review is ~200k tokens)
 
 
@@ -65,31 +69,53 @@ class Tokenizer:
         return self.processor.encode(clean, out_type=int, num_threads=threads or _threads())
 
 
-def train_sentencepiece(texts: Iterable[str], config: TokenizerConfig, output: Path) -> Path:
-    """Train a SentencePiece model on `texts` (already normalized) and write it atomically."""
-    import sentencepiece as spm
+def train_sentencepiece(texts: Sequence[str], config: TokenizerConfig, output: Path) -> Path:
+    """Train a SentencePiece model on `texts` (already normalized) and write it atomically.
 
-    buffer = io.BytesIO()
+    A vocabulary larger than the texts support (a few thousand short sentences) shrinks to the largest size
+    SentencePiece reports it can reach, with a note on stderr; one too small for the texts' characters is an
+    error naming the size to use.
+    """
     try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=buffer,
-            model_type=config.model_type,
-            vocab_size=config.vocab_size,
-            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
-            max_sentence_length=1 << 16,  # whole reviews; the default 4,192 bytes drops the long ones
-            input_sentence_size=0, shuffle_input_sentence=False,  # use every review, in order
-            num_threads=_threads(),
-            minloglevel=2,
-        )
+        data = _sentencepiece_model(texts, config.model_type, config.vocab_size)
     except RuntimeError as exc:
-        raise DataError(f"training the tokenizer failed: {exc}; try a smaller --vocab-size") from None
+        supported = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", str(exc))
+        needed = re.search(r"Vocabulary size is smaller than required_chars\. \d+ vs (\d+)", str(exc))
+        if supported and int(supported.group(1)) >= MIN_VOCAB:
+            size = int(supported.group(1))
+            print(f"note: the training texts support a vocabulary of at most {size:,} pieces, not "
+                  f"{config.vocab_size:,}; using {size:,} (set tokenizer.vocab_size to choose)", file=sys.stderr)
+            data = _sentencepiece_model(texts, config.model_type, size)
+        elif needed:
+            raise DataError(f"the training texts use more distinct characters than tokenizer.vocab_size="
+                            f"{config.vocab_size} leaves room for; use --set tokenizer.vocab_size="
+                            f"{max(int(needed.group(1)) + 16, MIN_VOCAB)} or more") from None
+        else:
+            raise DataError(f"training the tokenizer failed: {exc}; try another --set tokenizer.vocab_size=") from None
     failpoint("tokenizer-training")
-    atomic_write(output, lambda f: f.write(buffer.getvalue()))
+    atomic_write(output, lambda f: f.write(data))
     return output
 
 
-def tokenizer_for(splits: ImdbSplits, config: TokenizerConfig) -> Tokenizer:
+def _sentencepiece_model(texts: Sequence[str], model_type: str, vocab_size: int) -> bytes:
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buffer,
+        model_type=model_type,
+        vocab_size=vocab_size,
+        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
+        max_sentence_length=1 << 16,  # whole reviews; the default 4,192 bytes drops the long ones
+        input_sentence_size=0, shuffle_input_sentence=False,  # use every review, in order
+        num_threads=_threads(),
+        minloglevel=2,
+    )
+    return buffer.getvalue()
+
+
+def tokenizer_for(splits: Splits, config: TokenizerConfig) -> Tokenizer:
     """The cached tokenizer for these splits and options, training it first if needed."""
     options = json.dumps({"fingerprint": splits.fingerprint, **vars(config), "format": 1,
                           "sentencepiece": sentencepiece_version()}, sort_keys=True)

@@ -30,6 +30,7 @@ import torch
 from zoo import __version__
 from zoo.batching import BucketBatchSampler, collate, truncated_lengths
 from zoo.config import RunConfig, TrainConfig
+from zoo.data import DataSpec, absolute_source
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.evaluate import split_logits
@@ -48,7 +49,7 @@ class Interrupted(ZooError):
 @dataclass
 class TrainRequest:
     config: RunConfig
-    data: str | None = None
+    data: DataSpec | str | None = None  # a str is a source; --resume takes only a source (the run has the rest)
     out: Path | None = None
     device: str = "auto"
     threads: int | None = None
@@ -158,14 +159,17 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def _absolute_if_local(source: str) -> str:
-    path = Path(source).expanduser()
-    return str(path.resolve()) if path.exists() else source
-
-
 def _append_metric(run: RunDir, record: dict) -> None:
     with open(run.file(METRICS), "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, allow_nan=False) + "\n")
+
+
+def _spec_of(data: DataSpec | str | None) -> DataSpec:
+    return data if isinstance(data, DataSpec) else DataSpec(source=data)
+
+
+def _source_of(data: DataSpec | str | None) -> str | None:
+    return data.source if isinstance(data, DataSpec) else data
 
 
 class NonFiniteError(ZooError):
@@ -191,7 +195,7 @@ class Resumed:
 
     run: RunDir
     config: RunConfig
-    data: str | None
+    data: str | None  # a source that replaces the run's recorded one (resume only)
     max_steps: int | None
     checkpoint: dict | None  # None: start at step 0
     progress: Progress
@@ -225,22 +229,24 @@ def _resumed(request: TrainRequest) -> Resumed:
         raise CheckpointError(f"{run.file(METRICS)} is shorter than {run.file(LAST)} expects: it was truncated, "
                               "and the run's records are lost. Train the run again")
     # the step budget is part of the run (it shapes the LR schedule)
-    return Resumed(run, config, request.data or info.get("data", {}).get("source"), info.get("max_steps"),
+    return Resumed(run, config, _source_of(request.data), info.get("max_steps"),
                    checkpoint, progress)
 
 
 def _load_data(job: Resumed, request: TrainRequest):
     """The splits, the tokenizer (trained on train only) and the encoded splits; checked against the run's record."""
     run, info = job.run, job.run.read_info()
-    splits = run.load_data(job.data, request.allow_other_data)
+    splits = run.load_data(job.data, request.allow_other_data)  # the data recorded in config.json
     tokenizer = tokenizer_for(splits, job.config.tokenizer)
     encoded = encode_splits(splits, tokenizer)
     recorded = info.get("tokenizer", {}).get("sha256")
     if recorded is None:  # a new run, or one killed before it got this far
         shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
         run.write_info(info | {
-            "data": {"source": _absolute_if_local(splits.source), "fingerprint": splits.fingerprint,
-                     "rows": {name: len(split) for name, split in encoded.items()}},
+            "data": info["data"] | {
+                "source": absolute_source(splits.source), "fingerprint": splits.fingerprint, "classes": splits.classes,
+                "columns": list(splits.columns), "own_validation": splits.own_validation,
+                "rows": {name: len(split) for name, split in encoded.items()}},
             "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
         })
     elif tokenizer.sha256 != recorded or run.tokenizer().sha256 != recorded:
@@ -256,12 +262,12 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
     if request.resume:
         job = _resumed(request)
     else:
-        job = Resumed(new_run_dir(request.out, request.config.recipe), request.config, request.data,
+        job = Resumed(new_run_dir(request.out, request.config.recipe), request.config, None,
                       request.max_steps, None, Progress())
     with job.run.lock(fresh=not request.resume):
         if not request.resume:  # written first, so that a run killed at any later point can be resumed
             job.run.write_info({"config": job.config.to_dict(), "seed": job.config.train.seed,
-                                "max_steps": job.max_steps, "data": {"source": job.data},
+                                "max_steps": job.max_steps, "data": _spec_of(request.data).to_dict(),
                                 "created": datetime.now().isoformat(timespec="seconds")})
         return _train(job, request, device, step_callback)
 
@@ -274,7 +280,9 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
 
     # --- model, optimizer, sampler -------------------------------------------------------------
     torch.manual_seed(tc.seed)
-    model = build_classifier(config, tokenizer.vocab_size).to(device)
+    classes = run.classes()
+    binary = len(classes) == 2
+    model = build_classifier(config, tokenizer.vocab_size, len(classes)).to(device)
     optimizer = make_optimizer(model, tc)
     average = weight_average(model, tc.ema_decay) if tc.ema_decay else None
     kept = average.module if average is not None else model  # the weights that are validated, kept and tested
@@ -314,11 +322,12 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
         save_torch(state, run.file(LAST), failpoint_name="checkpoint-write")
 
     def validate() -> dict:
-        metrics = classification_metrics(split_logits(kept, validation, device, tc.max_tokens), validation.labels)
-        return {k: metrics[k] for k in ("accuracy", "loss", "f1")}
+        logits = split_logits(kept, validation, device, tc.max_tokens)
+        metrics = classification_metrics(logits, validation.labels, classes)
+        return {k: metrics[k] for k in ("accuracy", "loss", "macro_f1")}
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum")
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="sum") if binary else torch.nn.CrossEntropyLoss(reduction="sum")
     bar = _progress_bar(request.progress, total_steps, progress.global_step)
     with StopFlag() as stop:
         while progress.epoch < tc.epochs and progress.global_step < total_steps and not progress.stopped_early:
@@ -328,7 +337,7 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
             while progress.step_in_epoch < len(batches) and progress.global_step < total_steps:
                 ids, lens, labels = collate(train_split, batches[progress.step_in_epoch], tc.max_tokens)
                 ids, lens = torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device)
-                target = torch.from_numpy(labels).to(device, torch.float32)
+                target = torch.from_numpy(labels).to(device, torch.float32 if binary else torch.int64)
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(progress.global_step, total_steps, tc)
                 with autocast:
@@ -348,7 +357,8 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
                 progress.global_step += 1
                 progress.step_in_epoch += 1
                 progress.epoch_loss += loss_value
-                progress.epoch_correct += int(((logits > 0) == (target > 0.5)).sum())
+                predicted = (logits > 0).long() if binary else logits.argmax(dim=-1)
+                progress.epoch_correct += int((predicted == target.long()).sum())
                 progress.epoch_seen += len(labels)
                 progress.tokens += int(lens.sum())
                 now = time.perf_counter()
@@ -405,17 +415,22 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
 
     # --- the best model, once, on the test split; the run is finished only once all is written ---
     kept.load_state_dict(load_torch(run.file(WEIGHTS)))
-    test = classification_metrics(split_logits(kept, encoded["test"], device, tc.max_tokens), encoded["test"].labels)
-    _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
+    test = None
+    if "test" in encoded:
+        test = classification_metrics(split_logits(kept, encoded["test"], device, tc.max_tokens),
+                                      encoded["test"].labels, classes)
+        _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
     failpoint("test-evaluation")
     summary = {
         "run_dir": str(run.path),
         "recipe": config.recipe,
         "architecture": config.architecture,
+        "classes": classes,
         "best_validation_accuracy": progress.best_accuracy,
         "best_epoch": progress.best_epoch,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"] if test else None,  # None: the data has no test split
+        "test_macro_f1": test["macro_f1"] if test else None,
+        "test_loss": test["loss"] if test else None,
         "epochs": progress.epoch,
         "steps": progress.global_step,
         "stopped_early": progress.stopped_early,
