@@ -28,7 +28,7 @@ from zoo.batching import evaluation_batches, pad_rows
 from zoo.config import TokenizerConfig
 from zoo.data import load_splits
 from zoo.encoded import encode_splits
-from zoo.exporters.onnx_export import build_onnx
+from zoo.exporters.onnx_export import build_onnx, encoder_lowering
 from zoo.model import build_classifier
 from zoo.recipes import resolve
 from zoo.registry import architectures
@@ -64,7 +64,8 @@ def throughput(args, test) -> None:
         torch.manual_seed(0)
         model = build_classifier(config, 8192).eval()
         with tempfile.TemporaryDirectory() as tmp:
-            build_onnx(model, architectures().get(config.architecture).lower_onnx, 17, {}, Path(tmp) / "m.onnx")
+            build_onnx(model, encoder_lowering(architectures().get(config.architecture), model.encoder), 17, {},
+                       Path(tmp) / "m.onnx")
             session = open_session(Path(tmp) / "m.onnx", args.threads)
 
             def run_torch(ids, lens):
@@ -92,7 +93,8 @@ def thread_sweep(args, test) -> None:
         torch.manual_seed(0)
         model = build_classifier(config, 8192).eval()
         with tempfile.TemporaryDirectory() as tmp:
-            build_onnx(model, architectures().get(config.architecture).lower_onnx, 17, {}, Path(tmp) / "m.onnx")
+            build_onnx(model, encoder_lowering(architectures().get(config.architecture), model.encoder), 17, {},
+                       Path(tmp) / "m.onnx")
             for threads in (1, 2):
                 torch.set_num_threads(threads)
                 session = open_session(Path(tmp) / "m.onnx", threads)

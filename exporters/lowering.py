@@ -101,13 +101,23 @@ def lower_bilstm_stack(graph: Graph, encoder, x: str, lengths: str) -> str:
 
 
 def lower_peephole_stack(graph: Graph, encoder, x: str, lengths: str) -> str:
-    """zoo's PeepholeLSTMEncoder: already in ONNX's gate order, one bias, peepholes (i, o, f)."""
+    """The peephole cells of a zoo.cells.CellEncoder: already in ONNX's gate order, one bias, peepholes (i, o, f).
+
+    A bidirectional encoder becomes bidirectional LSTM nodes: ONNX's reverse direction starts at each review's
+    own last step (sequence_lens), as the CellEncoder's backward cell does.
+    """
     layers = []
-    for layer in encoder.layers:
-        bias = _array(layer.bias)
-        layers.append({"W": _array(layer.weight_ih)[None], "R": _array(layer.weight_hh)[None],
-                       "B": np.concatenate([bias, np.zeros_like(bias)])[None], "P": _array(layer.peephole).reshape(1, -1)})
-    return _recurrent_stack(graph, "LSTM", layers, x, lengths, direction="forward")
+    for cells in encoder.layers:
+        stacked = {"W": [], "R": [], "B": [], "P": []}
+        for cell in cells:
+            bias = _array(cell.bias)
+            stacked["W"].append(_array(cell.weight_ih))
+            stacked["R"].append(_array(cell.weight_hh))
+            stacked["B"].append(np.concatenate([bias, np.zeros_like(bias)]))
+            stacked["P"].append(_array(cell.peephole).reshape(-1))
+        layers.append({key: np.stack(values) for key, values in stacked.items()})
+    direction = "bidirectional" if encoder.bidirectional else "forward"
+    return _recurrent_stack(graph, "LSTM", layers, x, lengths, direction=direction)
 
 
 def lower_gru_stack(graph: Graph, gru, x: str, lengths: str) -> str:

@@ -47,6 +47,7 @@ from zoo.encoded import encode_splits
 from zoo.errors import ExportError, ZooError
 from zoo.exporters.graph import Graph, float_output, int64_input
 from zoo.exporters.lowering import step_positions
+from zoo.exporters.scan import lower_cell_encoder
 from zoo.exporters.text_frontend import with_text_frontend
 from zoo.files import atomic_write
 from zoo.metrics import predicted_classes
@@ -119,9 +120,20 @@ def native_graph(model, lower, opset: int, metadata: dict[str, str]) -> onnx.Mod
                        [float_output("logits", shape)], metadata)
 
 
+def encoder_lowering(architecture, encoder):
+    """How an encoder goes to ONNX: the plugin's native lowering, the generic Scan lowering of a cell encoder,
+    or None (torch.onnx of the whole classifier)."""
+    from zoo.cells import CellEncoder
+
+    if architecture.lower_onnx is not None:
+        return architecture.lower_onnx
+    return lower_cell_encoder if isinstance(encoder, CellEncoder) else None
+
+
 def classifier_graph(model, lower, opset: int, metadata: dict[str, str], scratch: Path) -> onnx.ModelProto:
     """The ids-in ONNX of `model`: native when `lower` is given, else torch.onnx (which writes `scratch`)."""
-    metadata = metadata | {"lowering": "native" if lower else "torch.onnx", "opset": str(opset)}
+    kind = "scan" if lower is lower_cell_encoder else "native"
+    metadata = metadata | {"lowering": kind if lower else "torch.onnx", "opset": str(opset)}
     return native_graph(model, lower, opset, metadata) if lower else torch_onnx_graph(model, opset, metadata, scratch)
 
 
@@ -339,7 +351,8 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
     os.close(fd)
     scratch, failed = Path(name), path.with_name(path.stem + ".failed.onnx")
     try:
-        fp32 = classifier_graph(model, architectures().get(config.architecture).lower_onnx, opset, metadata, scratch)
+        lower = encoder_lowering(architectures().get(config.architecture), model.encoder)
+        fp32 = classifier_graph(model, lower, opset, metadata, scratch)
         exported = wrap(quantize_int8(fp32, scratch) if quantize else fp32)
         onnx.save(exported, str(scratch))
         problem = checker_problem(exported)

@@ -14,18 +14,8 @@ import math
 import torch
 from torch import nn
 
-
-def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """[B, T] bool: True at the valid steps of each sequence."""
-    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence's first lengths[b] steps, leaving its padding in place (an involution)."""
-    steps = x.shape[1]
-    t = torch.arange(steps, device=x.device)[None, :]
-    index = torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+from zoo.cells import Cell
+from zoo.sequences import reverse_within_length, step_mask  # noqa: F401 (plugins import them from here too)
 
 
 class CausalRNNEncoder(nn.Module):
@@ -69,17 +59,20 @@ class BiLSTMEncoder(nn.Module):
         return h
 
 
-class PeepholeLSTMLayer(nn.Module):
-    """One LSTM layer with peepholes, in ONNX's formulation and gate order (i, o, f, c).
+class PeepholeLSTMCell(Cell):
+    """One step of an LSTM with peepholes, in ONNX's formulation and gate order (i, o, f, c).
 
     i = s(W_i x + R_i h + P_i * c_prev + b_i)    f = s(W_f x + R_f h + P_f * c_prev + b_f)
     c = f * c_prev + i * tanh(W_c x + R_c h + b_c)
     o = s(W_o x + R_o h + P_o * c + b_o)         h = o * tanh(c)
+
+    The input projection W x + b is hoisted out of the time loop (`project`).
     """
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.hidden_size = hidden_size
+        self.state_sizes = (hidden_size, hidden_size)  # h, c
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
@@ -88,39 +81,15 @@ class PeepholeLSTMLayer(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, steps, _ = x.shape
-        projected = torch.nn.functional.linear(x, self.weight_ih, self.bias).unbind(1)
-        recurrent = self.weight_hh.t()
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight_ih, self.bias)
+
+    def step(self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        h, c = state
         p_i, p_o, p_f = self.peephole.unbind(0)
-        h = x.new_zeros(batch, self.hidden_size)
-        c = h
-        outputs = []
-        for t in range(steps):
-            i, o, f, z = torch.addmm(projected[t], h, recurrent).chunk(4, dim=1)
-            i = torch.sigmoid(torch.addcmul(i, p_i, c))
-            f = torch.sigmoid(torch.addcmul(f, p_f, c))
-            c = torch.addcmul(f * c, i, torch.tanh(z))
-            h = torch.sigmoid(torch.addcmul(o, p_o, c)) * torch.tanh(c)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1)
-
-
-class PeepholeLSTMEncoder(nn.Module):
-    """Stacked peephole LSTM layers, masked at padded steps (causal, so padding-exact)."""
-
-    bidirectional = False
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
-        super().__init__()
-        sizes = [input_size] + [hidden_size] * (num_layers - 1)
-        self.layers = nn.ModuleList(PeepholeLSTMLayer(s, hidden_size) for s in sizes)
-        self.dropout = nn.Dropout(dropout)
-        self.hidden_size = hidden_size
-        self.output_size = hidden_size
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = x
-        for depth, layer in enumerate(self.layers):
-            h = layer(self.dropout(h) if depth else h)
-        return h * step_mask(lengths, x.shape[1]).unsqueeze(-1).to(h.dtype)
+        i, o, f, z = torch.addmm(x_t, h, self.weight_hh.t()).chunk(4, dim=1)
+        i = torch.sigmoid(torch.addcmul(i, p_i, c))
+        f = torch.sigmoid(torch.addcmul(f, p_f, c))
+        c = torch.addcmul(f * c, i, torch.tanh(z))
+        h = torch.sigmoid(torch.addcmul(o, p_o, c)) * torch.tanh(c)
+        return h, (h, c)

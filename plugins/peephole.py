@@ -1,13 +1,17 @@
-"""`peephole`: an LSTM with peephole connections, in ONNX's formulation (LSTM with P)."""
+"""`peephole`: an LSTM with peephole connections, in ONNX's formulation (LSTM with P), as a cell plugin.
 
-from zoo.contract import Architecture
+The zoo runs the cell (time loop, padding, layers, both directions); the ONNX export
+keeps a native fast path, ONNX's own LSTM op with peepholes.
+"""
+
+from zoo.contract import cell_architecture
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
 
 
-def build(hp: RecurrentHyperparameters, input_size: int):
-    from zoo.plugins.encoders import PeepholeLSTMEncoder
+def build_cell(hp: RecurrentHyperparameters, input_size: int):
+    from zoo.plugins.encoders import PeepholeLSTMCell
 
-    return PeepholeLSTMEncoder(input_size, hp.hidden_size, hp.num_layers, hp.dropout)
+    return PeepholeLSTMCell(input_size, hp.hidden_size)
 
 
 def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
@@ -16,10 +20,10 @@ def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
     return lower_peephole_stack(graph, encoder, x, lengths)
 
 
-architecture = Architecture(
+architecture = cell_architecture(
     name="peephole",
     summary="LSTM with peephole connections (gates see the cell state)",
     hyperparameters=RecurrentHyperparameters,
-    build=build,
+    build_cell=build_cell,
     lower_onnx=lower_onnx,
 )

@@ -10,8 +10,9 @@ from zoo.registry import architectures
 BUILTINS = ["classic", "peephole", "gru", "bilstm"]
 
 
-def hp(layers: int = 1) -> RecurrentHyperparameters:
-    return RecurrentHyperparameters(hidden_size=8, num_layers=layers, dropout=0.1)
+def hp(arch: str, layers: int = 1):
+    """Small settings in the architecture's own hyperparameter class (a cell's adds bidirectional)."""
+    return architectures().get(arch).hyperparameters(hidden_size=8, num_layers=layers, dropout=0.1)
 
 
 def test_builtins_are_discovered_through_entry_points():
@@ -26,22 +27,22 @@ def test_builtins_are_discovered_through_entry_points():
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_padding_exact(arch, layers):
-    testing.assert_padding_exact(architectures().get(arch), hp(layers))
+    testing.assert_padding_exact(architectures().get(arch), hp(arch, layers))
 
 
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_shapes_and_zero_padding(arch):
-    testing.assert_shapes_and_zero_padding(architectures().get(arch), hp())
+    testing.assert_shapes_and_zero_padding(architectures().get(arch), hp(arch))
 
 
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_gradients_reach_every_parameter(arch):
-    testing.assert_gradients_reach_every_parameter(architectures().get(arch), hp(2))
+    testing.assert_gradients_reach_every_parameter(architectures().get(arch), hp(arch, 2))
 
 
 @pytest.mark.parametrize("arch", BUILTINS)
 def test_onnx_lowering_parity(arch):
-    report = testing.assert_onnx_parity(architectures().get(arch), hp(2))
+    report = testing.assert_onnx_parity(architectures().get(arch), hp(arch, 2))
     assert report["max_abs_diff"] <= 1e-5
 
 
@@ -70,7 +71,7 @@ def test_a_padding_leak_is_caught():
 
 def test_bilstm_last_pooling_reads_backward_direction_at_first_step():
     """The seed's Bidirectional(LSTM) returns forward h at the end and backward h at step 0."""
-    model = testing.small_classifier(architectures().get("bilstm"), hp(), pooling="last")
+    model = testing.small_classifier(architectures().get("bilstm"), hp("bilstm"), pooling="last")
     ids, lengths = testing.padded(testing.random_reviews([6, 11]))
     with torch.no_grad():
         outputs = model.encoder(model.embedding(ids), lengths)

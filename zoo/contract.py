@@ -1,5 +1,11 @@
 """The plugin contract: what an architecture plugin hands the zoo.
 
+Two ways to write one. The easy one: a recurrent *cell* (one step), turned into an
+Architecture by `cell_architecture`; the zoo supplies the time loop, padding,
+stacking, both directions and the ONNX export (see zoo.cells). The advanced one: an
+`Architecture` whose `build` returns a whole encoder, for fused kernels
+(nn.LSTM, nn.GRU), described below.
+
 A plugin module exposes an `Architecture` object through the entry point group
 `zoo.architectures`. The module must stay light to import (no torch at module
 level): the zoo imports it to list and describe it, and checks `api_version`
@@ -58,6 +64,54 @@ class Exporter:
     summary: str
     export: Callable[..., dict]
     api_version: int = PLUGIN_API_VERSION
+
+
+@dataclass
+class CellHyperparameters:
+    """The hyperparameters every cell architecture gets besides its own (zoo.cells.CellEncoder)."""
+
+    num_layers: int = 1
+    dropout: float = 0.0  # between stacked layers
+    bidirectional: bool = False  # a second cell reads each review backwards within its length
+
+    def check_cell_hyperparameters(self) -> None:
+        if self.num_layers < 1:
+            raise ValueError("num_layers must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+
+def cell_architecture(name: str, summary: str, hyperparameters: type, build_cell: Callable[[Any, int], Any], *,
+                      lower_onnx: Callable[..., str] | None = None, api_version: int = PLUGIN_API_VERSION) -> Architecture:
+    """An Architecture from a recurrent cell.
+
+    `build_cell(hyperparameters, input_size)` returns a cell (zoo.cells: `state_sizes`, `hidden_size`,
+    `step(x_t, state)`, optional `project(x)`); it is called once per layer and direction. The
+    architecture's hyperparameters are the plugin's dataclass plus CellHyperparameters (num_layers,
+    dropout, bidirectional; the plugin's own fields of those names win). Its ONNX export is the zoo's
+    generic Scan lowering unless `lower_onnx` gives a native one.
+    """
+    if not (isinstance(hyperparameters, type) and dataclasses.is_dataclass(hyperparameters)):
+        raise ContractError("hyperparameters must be a dataclass type")
+    own_check = getattr(hyperparameters, "__post_init__", None)
+
+    def __post_init__(self) -> None:
+        CellHyperparameters.check_cell_hyperparameters(self)
+        if own_check is not None:
+            own_check(self)
+
+    combined = dataclasses.make_dataclass(hyperparameters.__name__, [], bases=(hyperparameters, CellHyperparameters),
+                                          namespace={"__post_init__": __post_init__})
+    combined.__module__ = hyperparameters.__module__
+
+    def build(hp: Any, input_size: int) -> Any:
+        from zoo.cells import CellEncoder
+
+        return CellEncoder(lambda size: build_cell(hp, size), input_size, hp.num_layers, hp.dropout,
+                           hp.bidirectional, where=f"cell architecture {name!r}")
+
+    return Architecture(name=name, summary=summary, hyperparameters=combined, build=build, api_version=api_version,
+                        lower_onnx=lower_onnx)
 
 
 class ContractError(Exception):

@@ -13,6 +13,7 @@ so they take seconds on a CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,23 +87,33 @@ def assert_gradients_reach_every_parameter(architecture: Architecture, hyperpara
 
 def assert_onnx_parity(architecture: Architecture, hyperparameters: Any = None, atol: float = 1e-4) -> dict:
     """Export through the path the zoo would take (native lowering or torch.onnx) and compare with onnxruntime."""
-    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, validate
+    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, encoder_lowering, validate
     from zoo.runtime import open_session
 
     model = small_classifier(architecture, hyperparameters)
     rows = [r.astype(np.int64) for r in random_reviews(list(range(1, 81)) + [150, 300, 600], seed=3)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        build_onnx(model, architecture.lower_onnx, DEFAULT_OPSET, {}, path)
+        build_onnx(model, encoder_lowering(architecture, model.encoder), DEFAULT_OPSET, {}, path)
         report = validate(model, open_session(path), rows, atol)
     assert report["passed"], f"ONNX differs from PyTorch by {report['max_abs_diff']:.3g} > {atol}: {report['worst']}"
     return report
 
 
 def check_architecture(architecture: Architecture, hyperparameters: Any = None, *, onnx: bool = True) -> None:
-    """Every contract check; `onnx=False` skips the export parity check."""
-    assert_shapes_and_zero_padding(architecture, hyperparameters)
-    assert_padding_exact(architecture, hyperparameters)
-    assert_gradients_reach_every_parameter(architecture, hyperparameters)
-    if onnx:
-        assert_onnx_parity(architecture, hyperparameters)
+    """Every contract check; `onnx=False` skips the export parity check.
+
+    A cell architecture (zoo.contract.cell_architecture) is checked in both directions: with the given
+    hyperparameters and with `bidirectional` flipped, its ONNX export going through the generic Scan lowering
+    (or its native one).
+    """
+    hp = hyperparameters if hyperparameters is not None else architecture.default_hyperparameters()
+    variants = [hp]
+    if dataclasses.is_dataclass(hp) and "bidirectional" in {f.name for f in dataclasses.fields(hp)}:
+        variants.append(dataclasses.replace(hp, bidirectional=not hp.bidirectional))
+    for variant in variants:
+        assert_shapes_and_zero_padding(architecture, variant)
+        assert_padding_exact(architecture, variant)
+        assert_gradients_reach_every_parameter(architecture, variant)
+        if onnx:
+            assert_onnx_parity(architecture, variant)
