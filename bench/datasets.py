@@ -33,10 +33,11 @@ HEADER = ["| dataset | recipe | test acc | test macro-F1 | best val acc (epoch) 
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
 
-def run(dataset: str, recipe: str, runs: Path, extra: list[str]) -> dict:
+def run(dataset: str, recipe: str, runs: Path, extra: list[str], threads: int | None) -> dict:
     out = runs / f"{dataset}-{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     data = SHARED / dataset
     command = ["zoo", "train", recipe, "--data", str(data), "--out", str(out), "--no-progress", "--json", *extra]
+    command += ["--threads", str(threads)] if threads else []
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "zoo.cli", *command[1:]], capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -44,6 +45,7 @@ def run(dataset: str, recipe: str, runs: Path, extra: list[str]) -> dict:
         raise SystemExit(f"{dataset} / {recipe} failed:\n{result.stderr}")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     shown = ["zoo", "train", recipe, "--data", f"../shared/datasets/{dataset}", *extra]
+    shown += ["--threads", str(threads)] if threads else []
     return summary | {"dataset": dataset, "wall_seconds": round(wall, 1), "command": " ".join(shown)}
 
 
@@ -59,12 +61,13 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", required=True)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench"))
     parser.add_argument("--set", dest="extra", action="append", default=[], help="KEY=VALUE for every run")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     parser.add_argument("--readme", action="store_true", help="write the rows into README.md")
     args = parser.parse_args()
     rows = []
     for dataset in args.datasets:
         for recipe in args.recipes:
-            row = run(dataset, recipe, Path(args.runs), [f"--set={s}" for s in args.extra])
+            row = run(dataset, recipe, Path(args.runs), [f"--set={s}" for s in args.extra], args.threads)
             print(json.dumps(row), flush=True)
             rows.append(row)
     print("\n".join(HEADER + [table_row(r) for r in rows]))

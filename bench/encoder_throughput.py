@@ -1,5 +1,8 @@
 """Forward+backward throughput of each built-in architecture at the seed size, beside plain nn baselines.
 
+The "cell LSTM" row is an LSTM written as a cell plugin (zoo.cells: the zoo's
+time loop, state masking and all), compared with the zoo's fused `classic`.
+
 Batches of 64 reviews with IMDB-like token lengths (log-normal, median 238,
 p90 641, capped at 3,822), bucketed by length and padded to each batch's
 longest. Prints real (non-pad) tokens per second: the median over repeats.
@@ -12,14 +15,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from zoo.config import RunConfig, ClassifierConfig
+from zoo.cells import Cell
+from zoo.config import ClassifierConfig, RunConfig
+from zoo.contract import cell_architecture
 from zoo.model import Classifier, build_classifier
-from zoo.plugins.hyperparameters import RecurrentHyperparameters
+from zoo.registry import architectures
 
 VOCAB, EMBED, HIDDEN, BATCH = 8192, 64, 64, 64
 
@@ -36,6 +42,35 @@ def imdb_like_batches(count: int, seed: int = 0) -> list[tuple[torch.Tensor, tor
         ids[torch.arange(ids.shape[1])[None, :] >= lens[:, None]] = 0
         batches.append((ids, lens))
     return batches
+
+
+class LSTMCell(Cell):
+    """A plain LSTM written as a zoo cell (the "cell LSTM" row): input projections hoisted, one addmm a step."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size, self.state_sizes = hidden_size, (hidden_size, hidden_size)
+        self.input = nn.Linear(input_size, 4 * hidden_size)
+        self.recurrent = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) / hidden_size ** 0.5)
+
+    def project(self, x):
+        return self.input(x)
+
+    def step(self, x_t, state):
+        h, c = state
+        i, f, g, o = torch.addmm(x_t, h, self.recurrent).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
+@dataclass
+class CellLSTMHyperparameters:
+    hidden_size: int = HIDDEN
+
+
+CELL_LSTM = cell_architecture("cell-lstm", "an LSTM as a cell plugin", CellLSTMHyperparameters,
+                              lambda hp, size: LSTMCell(size, hp.hidden_size))
 
 
 class PlainEncoder(nn.Module):
@@ -77,7 +112,7 @@ def main() -> None:
     padded = sum(ids.numel() for ids, _ in batches)
     print(f"{len(batches)} batches of {BATCH}, {real:,} real tokens, padding {1 - real / padded:.1%}, "
           f"{args.threads} threads, torch {torch.__version__}")
-    config = lambda arch: RunConfig(arch, arch, RecurrentHyperparameters(hidden_size=HIDDEN),
+    config = lambda arch: RunConfig(arch, arch, architectures().get(arch).hyperparameters(hidden_size=HIDDEN),
                                     ClassifierConfig(embedding_dim=EMBED, pooling="last"))
     baselines = {
         "classic": lambda: PlainEncoder(nn.LSTM(EMBED, HIDDEN, batch_first=True), False),
@@ -93,6 +128,14 @@ def main() -> None:
             base = tokens_per_second(Classifier(baselines[arch](), VOCAB, config(arch)), batches, args.repeats)
             line += f" {base:>10,.0f} {rate / base:>6.2f}"
         print(line, flush=True)
+        if arch == "classic":
+            classic = rate
+    cell_config = RunConfig("cell-lstm", "cell-lstm", CELL_LSTM.hyperparameters(),
+                            ClassifierConfig(embedding_dim=EMBED, pooling="last"))
+    cell = Classifier(CELL_LSTM.build(cell_config.encoder, EMBED), VOCAB, cell_config)
+    rate = tokens_per_second(cell, batches, args.repeats)
+    print(f"{'cell LSTM':<12} {rate:>10,.0f} {0.5 * classic:>9,.0f} {'':>10} {rate / classic:>6.2f}"
+          "  (target: 0.5x the zoo's fused classic, the ratio shown)", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from conftest import ROOT, build_wheel, make_venv
 from imdb_fixtures import write_hub_folder
 
 TINY = conftest.TINY + ["train.epochs=1"]
+OBJECTS = {"zoo.architectures": "architecture", "zoo.exporters": "exporter", "zoo.recipes": "recipe"}
 
 BAD_PACKAGES = {
     "zoo-broken-import": ("zoo_broken_import", "import tensorflow_that_is_not_installed\n", "broken"),
@@ -57,6 +58,11 @@ NPZ_EXPORTER = textwrap.dedent('''
 ''')
 
 
+CLASHING_RECIPE = textwrap.dedent('''
+    recipe = {"architecture": "gru", "summary": "a plugin recipe named like a built-in one"}
+''')
+
+
 def write_package(root: Path, dist: str, module: str, source: str, group: str, name: str) -> Path:
     folder = root / dist
     folder.mkdir(parents=True)
@@ -68,7 +74,7 @@ def write_package(root: Path, dist: str, module: str, source: str, group: str, n
         name = "{dist}"
         version = "0.3.0"
         [project.entry-points."{group}"]
-        {name} = "{module}:{'exporter' if group == 'zoo.exporters' else 'architecture'}"
+        {name} = "{module}:{OBJECTS[group]}"
         [tool.setuptools]
         py-modules = ["{module}"]
     """))
@@ -81,10 +87,12 @@ def plugin_venv(zoo_wheel, tmp_path_factory):
     root = tmp_path_factory.mktemp("plugins")
     wheels = root / "wheels"
     wheels.mkdir()
-    built = [zoo_wheel, build_wheel(ROOT / "examples" / "zoo-resgru", wheels)]
+    built = [zoo_wheel, build_wheel(ROOT / "examples" / "zoo-resgru", wheels), build_wheel(ROOT / "examples" / "zoo-mgu", wheels)]
     for dist, (module, source, name) in BAD_PACKAGES.items():
         built.append(build_wheel(write_package(root / "src", dist, module, source, "zoo.architectures", name), wheels))
     built.append(build_wheel(write_package(root / "src", "zoo-npz", "zoo_npz", NPZ_EXPORTER, "zoo.exporters", "npz"), wheels))
+    built.append(build_wheel(write_package(root / "src", "zoo-recipe-clash", "zoo_recipe_clash", CLASHING_RECIPE,
+                                           "zoo.recipes", "bilstm"), wheels))
     bin_dir = make_venv(root / "venv", built)
     data = write_hub_folder(root / "data", train=300, test=60)
     return bin_dir, str(data), root
@@ -155,10 +163,11 @@ def test_example_plugin_trains_exports_and_predicts(plugin_venv):
     assert unknown.returncode != 0 and "npz" in unknown.stderr and "onnx" in unknown.stderr
 
 
-def test_example_plugin_passes_its_own_contract_suite(plugin_venv):
+@pytest.mark.parametrize("example", ["zoo-resgru", "zoo-mgu"])
+def test_example_plugin_passes_its_own_contract_suite(plugin_venv, example):
     bin_dir, _, root = plugin_venv
     result = subprocess.run([str(bin_dir / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(ROOT / "examples" / "zoo-resgru" / "tests")], capture_output=True, text=True, cwd=root)
+                             str(ROOT / "examples" / example / "tests")], capture_output=True, text=True, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -197,3 +206,42 @@ def test_a_loop_plugin_without_lowering_fails_export_with_a_clear_error(tmp_path
     with pytest.raises((ExportError, AssertionError)) as caught:
         testing.assert_onnx_parity(loop)
     assert "native lowering" in str(caught.value) or "differs from PyTorch" in str(caught.value)
+
+
+def test_cell_plugin_with_its_recipe_trains_exports_and_predicts_both_directions(plugin_venv):
+    """examples/zoo-mgu from its wheel: 30 lines of cell code, trained, exported through Scan, served."""
+    _, data, root = plugin_venv
+    rows = {(r["kind"], r["name"]): r for r in json.loads(zoo(plugin_venv, "list", "--json").stdout)}
+    assert rows[("architecture", "mgu")]["status"] == "ok"
+    assert rows[("recipe", "mgu-imdb")]["status"] == "ok" and rows[("recipe", "mgu-imdb")]["distribution"] == "zoo-mgu 0.1.0"
+    info = json.loads(zoo(plugin_venv, "info", "mgu-imdb", "--json").stdout)
+    assert info["encoder"]["hidden_size"] == 96 and info["train"]["epochs"] == 5
+    assert info["train"]["max_batch_tokens"] == 32768  # the zoo's defaults fill what the recipe leaves out
+    for name, extra in (("forward", []), ("bidirectional", ["--set=encoder.bidirectional=true"])):
+        run = root / "runs" / f"mgu-{name}"
+        trained = zoo(plugin_venv, "train", "mgu-imdb", "--data", data, "--out", str(run), "--threads", "1",
+                      *[f"--set={s}" for s in TINY], *extra, "--json")
+        assert trained.returncode == 0, trained.stderr
+        for flags in ([], ["--with-tokenizer"]):
+            exported = zoo(plugin_venv, "export", str(run), "--format", "onnx", *flags, "--json")
+            assert exported.returncode == 0, exported.stderr
+            report = json.loads(exported.stdout)
+            assert report["passed"] and report["max_abs_diff"] <= 1e-4
+        assert json.loads((run / "config.json").read_text())["config"]["encoder"]["bidirectional"] == (name != "forward")
+        texts = ["wonderful superb brilliant", "awful boring dull"]
+        from_torch = [json.loads(line) for line in zoo(plugin_venv, "predict", str(run), *texts, "--json").stdout.splitlines()]
+        for model in ("model.onnx", "model-text.onnx"):
+            served = zoo(plugin_venv, "predict", str(run / model), *texts, "--json")
+            assert served.returncode == 0, served.stderr
+            assert [json.loads(line)["label"] for line in served.stdout.splitlines()] == [r["label"] for r in from_torch]
+
+
+def test_bare_architectures_get_default_training_settings_and_recipe_clashes_are_conflicts(plugin_venv):
+    info = json.loads(zoo(plugin_venv, "info", "resgru", "--json").stdout)
+    assert info["train"]["epochs"] == 6 and info["train"]["schedule"] == "cosine" and info["train"]["max_batch_tokens"] == 32768
+    rows = {(r["kind"], r["name"]): r for r in json.loads(zoo(plugin_venv, "list", "--json").stdout)}
+    clash = rows[("recipe", "bilstm")]
+    assert clash["status"] == "conflict" and "zoo-recipe-clash" in clash["error"]
+    used = zoo(plugin_venv, "info", "bilstm")
+    assert used.returncode != 0 and "zoo-recipe-clash" in used.stderr and "Traceback" not in used.stderr
+    assert zoo(plugin_venv, "info", "gru").returncode == 0

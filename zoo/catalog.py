@@ -7,7 +7,7 @@ from importlib import metadata
 
 from zoo.errors import ZooError
 from zoo.recipes import load_recipes, resolve
-from zoo.registry import BUILTIN_DISTRIBUTION, OK, Described, architectures, exporters
+from zoo.registry import BUILTIN_DISTRIBUTION, CONFLICT, OK, Described, architectures, exporters, plugin_recipes
 
 
 @dataclass
@@ -44,6 +44,28 @@ def _plugin_row(kind: str, described: Described) -> Row:
     )
 
 
+def _plugin_recipe_row(name: str, arch_status: dict[str, Row]) -> Row:
+    """A recipe from a plugin package: its own status, then that of its architecture and its settings."""
+    row = _plugin_row("recipe", plugin_recipes().describe(name))
+    if row.status != OK:
+        return row
+    if name in load_recipes():
+        row.status, row.error = CONFLICT, (f"recipe {name!r} is offered by both recurrent-model-zoo (registry.toml) "
+                                           f"and {row.distribution}; uninstall one of them")
+        return row
+    architecture = plugin_recipes().get(name).body["architecture"]
+    arch = arch_status.get(architecture)
+    if arch is None or arch.status != OK:
+        row.status = "broken" if arch is None else arch.status
+        row.error = f"its architecture {architecture!r} is " + ("not installed" if arch is None else f"{arch.status}: {arch.error}")
+        return row
+    try:
+        resolve(name)
+    except ZooError as exc:
+        row.status, row.error = "broken", str(exc)
+    return row
+
+
 def catalog_rows() -> list[Row]:
     """All rows; a broken plugin or recipe becomes a row with its error, never an exception."""
     arch_registry = architectures()
@@ -64,6 +86,7 @@ def catalog_rows() -> list[Row]:
             except ZooError as exc:
                 status, error = "broken", str(exc)
         rows.append(Row(recipe.name, "recipe", status, f"{own['name']} {own['version']}", recipe.summary, error, [own]))
+    rows.extend(_plugin_recipe_row(name, arch_status) for name in plugin_recipes().names())
     rows.extend(arch_rows)
     export_registry = exporters()
     rows.extend(_plugin_row("exporter", export_registry.describe(n)) for n in export_registry.names())

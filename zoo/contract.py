@@ -118,6 +118,32 @@ class ContractError(Exception):
     """A plugin object that does not satisfy the contract."""
 
 
+RECIPE_SECTIONS = ("encoder", "classifier", "tokenizer", "train")
+
+
+def check_recipe(obj: Any, entry_name: str) -> Any:
+    """A plugin recipe (entry point group `zoo.recipes`, the entry point's name is the recipe's): a dict shaped
+    like a registry.toml recipe, {"architecture": NAME, "summary": ..., "encoder": {...}, "train": {...}, ...}."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("architecture"), str):
+        raise ContractError("a recipe is a dict with an 'architecture' name, like a registry.toml [recipes.NAME] table")
+    extra = sorted(set(obj) - {"architecture", "summary", *RECIPE_SECTIONS})
+    if extra:
+        raise ContractError(f"recipe {entry_name!r} has unknown key(s) {', '.join(map(str, extra))}")
+    for section in RECIPE_SECTIONS:
+        if not isinstance(obj.get(section, {}), dict):
+            raise ContractError(f"recipe {entry_name!r}: {section} must be a table of settings")
+    return PluginRecipe(entry_name, str(obj.get("summary", "")), obj)
+
+
+@dataclass(frozen=True)
+class PluginRecipe:
+    """A recipe offered by a plugin package, checked (see check_recipe)."""
+
+    name: str
+    summary: str
+    body: dict
+
+
 def check_architecture(obj: Any, entry_name: str) -> Architecture:
     """Return `obj` as an Architecture, or raise ContractError saying what is missing."""
     if isinstance(obj, type) and not isinstance(obj, Architecture):

@@ -36,12 +36,25 @@ def registry_path() -> Path:
 
 
 @lru_cache(maxsize=None)
-def load_recipes(path: Path | None = None) -> dict[str, Recipe]:
-    path = path or registry_path()
+def _catalog(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read the recipe catalog {path}: {exc}") from None
+
+
+def default_sections() -> dict[str, dict[str, Any]]:
+    """registry.toml's [defaults]: the training settings of an architecture trained without a recipe, and the
+    base of every plugin recipe."""
+    defaults = _catalog(registry_path()).get("defaults", {})
+    return {k: dict(v) for k, v in defaults.items() if k in ("encoder", *SECTIONS)}
+
+
+@lru_cache(maxsize=None)
+def load_recipes(path: Path | None = None) -> dict[str, Recipe]:
+    """The built-in recipes of registry.toml."""
+    path = path or registry_path()
+    raw = _catalog(path)
     recipes = {}
     for name, body in raw.get("recipes", {}).items():
         if not isinstance(body, dict) or not isinstance(body.get("architecture"), str):
@@ -55,21 +68,41 @@ def load_recipes(path: Path | None = None) -> dict[str, Recipe]:
     return recipes
 
 
+def find_recipe(name: str) -> Recipe:
+    """NAME as a built-in recipe, a plugin's recipe (zoo.recipes entry point) or a bare architecture.
+
+    A plugin recipe and a bare architecture start from registry.toml's [defaults]. A plugin recipe named like
+    a built-in one is a conflict, as between two plugins.
+    """
+    from zoo.errors import PluginError
+    from zoo.registry import architectures, disabled_hint, plugin_recipes
+
+    builtin, plugins = load_recipes(), plugin_recipes()
+    if name in plugins.names():
+        provider = plugins.describe(name).distribution
+        if name in builtin:
+            raise PluginError(f"recipe {name!r} is offered by both recurrent-model-zoo (registry.toml) and {provider}; "
+                              f"uninstall {provider.split()[0]} or rename its recipe")
+        offered = plugins.get(name)
+        defaults = default_sections()
+        sections = {s: {**defaults.get(s, {}), **offered.body.get(s, {})} for s in ("encoder", *SECTIONS)}
+        return Recipe(name, offered.body["architecture"], offered.summary, sections)
+    if name in builtin:
+        return builtin[name]
+    if name in architectures().names():
+        return Recipe(name, name, "", default_sections())
+    raise UnknownNameError(
+        f"unknown recipe or architecture {name!r}; recipes: {', '.join([*builtin, *plugins.names()]) or 'none'}; "
+        f"architectures: {', '.join(architectures().names()) or 'none'} (see `zoo list`){disabled_hint()}"
+    )
+
+
 def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """The full run config for a recipe or architecture name, with `--set` overrides applied."""
-    from zoo.registry import architectures, disabled_hint
+    from zoo.registry import architectures
 
-    recipes = load_recipes()
+    recipe = find_recipe(name)
     registry = architectures()
-    if name in recipes:
-        recipe = recipes[name]
-    elif name in registry.names():
-        recipe = Recipe(name, name, "", {})
-    else:
-        raise UnknownNameError(
-            f"unknown recipe or architecture {name!r}; recipes: {', '.join(recipes) or 'none'}; "
-            f"architectures: {', '.join(registry.names()) or 'none'} (see `zoo list`){disabled_hint()}"
-        )
     arch = registry.get(recipe.architecture)
     extra = parse_overrides(list(overrides), arch.hyperparameters)
     values = {section: {**recipe.sections.get(section, {}), **extra.get(section, {})} for section in ("encoder", *SECTIONS)}

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
 
-from zoo.contract import PLUGIN_API_VERSION, ContractError, check_architecture
+from zoo.contract import PLUGIN_API_VERSION, ContractError, check_architecture, check_recipe
 from zoo.errors import PluginError, UnknownNameError
 
 ARCHITECTURES = "zoo.architectures"
 EXPORTERS = "zoo.exporters"
+RECIPES = "zoo.recipes"
 BUILTIN_DISTRIBUTION = "recurrent-model-zoo"
 DISABLE_ENV = "ZOO_DISABLE_PLUGINS"
 
@@ -92,8 +93,9 @@ def _check_exporter(obj: Any, entry_name: str) -> Any:
     return obj
 
 
-_CHECKS: dict[str, Callable[[Any, str], Any]] = {ARCHITECTURES: check_architecture, EXPORTERS: _check_exporter}
-_KIND = {ARCHITECTURES: "architecture", EXPORTERS: "export format"}
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {ARCHITECTURES: check_architecture, EXPORTERS: _check_exporter,
+                                                  RECIPES: check_recipe}
+_KIND = {ARCHITECTURES: "architecture", EXPORTERS: "export format", RECIPES: "recipe"}
 
 
 class Registry:
@@ -197,3 +199,8 @@ def architectures() -> Registry:
 
 def exporters() -> Registry:
     return registry(EXPORTERS)
+
+
+def plugin_recipes() -> Registry:
+    """Recipes offered by plugin packages (registry.toml's built-in recipes are in zoo.recipes)."""
+    return registry(RECIPES)
