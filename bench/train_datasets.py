@@ -5,8 +5,8 @@ macro-F1 (best validation epoch, evaluated once), best validation accuracy, epoc
 whole command, tokens/s, and the command. With --readme, each row of the table between the DATASETS
 markers in README.md is replaced (or added); the rest of the block is kept.
 
-    python bench/datasets.py --datasets sst2 sst5 --recipes bilstm-sent gru-sent [--readme]
-    python bench/datasets.py --datasets imdb --recipes bilstm --set train.eval_every=0
+    python bench/train_datasets.py --datasets sst2 sst5 --recipes bilstm-sent gru-sent [--readme]
+    python bench/train_datasets.py --datasets imdb --recipes bilstm --set train.eval_every=0
 """
 
 from __future__ import annotations
