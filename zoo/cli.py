@@ -92,20 +92,19 @@ def list_command(as_json: bool) -> None:
 @user_errors
 def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the resolved hyperparameters of a recipe or architecture and its parameter count."""
-    from zoo.recipes import load_recipes, resolve
+    from zoo.recipes import find_recipe, resolve
 
     config = resolve(name, overrides)
     from zoo.model import build_classifier, count_parameters
 
     parameters = count_parameters(build_classifier(config, config.tokenizer.vocab_size))
-    info = config.to_dict() | {"parameters": parameters,
-                                "summary": load_recipes()[name].summary if name in load_recipes() else ""}
+    summary = find_recipe(name).summary
+    info = config.to_dict() | {"parameters": parameters, "summary": summary}
     if as_json:
         print_json(info)
         return
     click.echo(f"{name}: architecture {config.architecture}, {parameters:,} parameters "
                f"(vocab {config.tokenizer.vocab_size})")
-    summary = load_recipes()[name].summary if name in load_recipes() else ""
     if summary:
         click.echo(summary)
     for section, values in config.to_dict().items():

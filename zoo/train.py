@@ -415,10 +415,19 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
 
     # --- the best model, once, on the test split; the run is finished only once all is written ---
     kept.load_state_dict(load_torch(run.file(WEIGHTS)))
+    summary = _test_and_summarize(run, config, kept, encoded.get("test"), classes, progress, device)
+    progress.finished = True
+    save_checkpoint()
+    return summary
+
+
+def _test_and_summarize(run: RunDir, config: RunConfig, kept: torch.nn.Module, test_split, classes: list[str],
+                        progress: Progress, device: str) -> dict:
+    """Evaluate the kept weights once on the test split (if the data has one); write curves and card; the summary."""
     test = None
-    if "test" in encoded:
-        test = classification_metrics(split_logits(kept, encoded["test"], device, tc.max_tokens),
-                                      encoded["test"].labels, classes)
+    if test_split is not None:
+        logits = split_logits(kept, test_split, device, config.train.max_tokens)
+        test = classification_metrics(logits, test_split.labels, classes)
         _append_metric(run, {"type": "test", "epoch": progress.best_epoch, **test})
     failpoint("test-evaluation")
     summary = {
@@ -439,8 +448,6 @@ def _train(job: Resumed, request: TrainRequest, device: str, step_callback: Call
     }
     write_curves(run)
     write_card(run, summary)
-    progress.finished = True
-    save_checkpoint()
     return summary
 
 
