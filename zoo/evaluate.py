@@ -9,6 +9,7 @@ import torch
 
 from zoo.batching import collate, evaluation_batches
 from zoo.encoded import EncodedSplit
+from zoo.metrics import logits_shape
 
 EVAL_BATCH, EVAL_BATCH_TOKENS = 128, 128 * 512
 
@@ -18,8 +19,7 @@ def split_logits(model: torch.nn.Module, split: EncodedSplit, device: str = "cpu
     """The logits of every review in `split`, in the split's order: [N] for two classes, else [N, K]."""
     model.eval()
     lengths = np.minimum(split.lengths, max_tokens) if max_tokens else split.lengths
-    shape = (len(split),) if getattr(model, "num_classes", 2) == 2 else (len(split), model.num_classes)
-    out = np.empty(shape, dtype=np.float64)
+    out = np.empty(logits_shape(len(split), getattr(model, "num_classes", 2)), dtype=np.float64)
     for batch in evaluation_batches(lengths, EVAL_BATCH, EVAL_BATCH_TOKENS):
         ids, lens, _ = collate(split, batch, max_tokens)
         logits = model(torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device))
@@ -32,7 +32,7 @@ def text_logits(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_tok
                 device: str = "cpu") -> np.ndarray:
     """Logits for raw texts; the same for a text alone or inside a batch (the encoders are padding-exact)."""
     if not texts:
-        return np.empty((0,) if getattr(model, "num_classes", 2) == 2 else (0, model.num_classes))
+        return np.empty(logits_shape(0, getattr(model, "num_classes", 2)))
     split = EncodedSplit.from_lists("texts", tokenizer.encode(list(texts)), [0] * len(texts))
     return split_logits(model, split, device, max_tokens)
 

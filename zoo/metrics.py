@@ -14,6 +14,11 @@ import numpy as np
 BINARY = ("neg", "pos")  # the class names of runs from before classes were recorded
 
 
+def logits_shape(rows: int, classes: int) -> tuple[int, ...]:
+    """The shape of the logits of `rows` texts: [rows] for two classes (one logit each), else [rows, K]."""
+    return (rows,) if classes == 2 else (rows, classes)
+
+
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """[N, K] class probabilities: the sigmoid pair for one logit per row, else the softmax."""
     logits = np.asarray(logits, dtype=np.float64)

@@ -24,7 +24,7 @@ import numpy as np
 
 from zoo.batching import evaluation_batches, pad_rows, truncate
 from zoo.errors import CheckpointError
-from zoo.metrics import predictions
+from zoo.metrics import logits_shape, predictions
 from zoo.tokenizer import MAX_TEXT_CHARS, Tokenizer
 
 BATCH, BATCH_TOKENS, BATCH_CHARS = 64, 64 * 1024, 64 * 1024 * 5  # ~5 characters a token
@@ -162,7 +162,7 @@ class OnnxClassifier:
         except Exception as exc:
             raise CheckpointError(f"onnxruntime cannot run {self.path} ({type(exc).__name__}: {exc}); "
                                   "export the model again with `zoo export`") from None
-        expected = (rows,) if len(self.labels) == 2 else (rows, len(self.labels))
+        expected = logits_shape(rows, len(self.labels))
         if logits.shape != expected:
             raise CheckpointError(f"{self.path} returned logits of shape {list(logits.shape)} for {rows} texts, "
                                   f"expected {list(expected)}; export the model again with `zoo export`")
@@ -204,7 +204,7 @@ class OnnxClassifier:
         return out
 
     def _empty(self, rows: int) -> np.ndarray:
-        return np.empty((rows,) if len(self.labels) == 2 else (rows, len(self.labels)), dtype=np.float64)
+        return np.empty(logits_shape(rows, len(self.labels)), dtype=np.float64)
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
         """[{"label", "probability" (of that label), "probabilities" (of every class)}] per text."""
