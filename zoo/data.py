@@ -141,7 +141,10 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
         if "unsupervised" not in raw:
             raise DataError(f"{source} has no 'unsupervised' split of unlabeled texts")
         unsupervised = raw["unsupervised"].select_columns([text_column]).rename_columns({text_column: "text"})
+        unsupervised = unsupervised.add_column("label", np.full(len(unsupervised), -1, dtype=np.int64))  # no labels
     parts = [content_fingerprint(normalized[name]) if name in normalized else "-" for name in ("train", "validation", "test")]
+    if unsupervised is not None:  # a run that learns from the unlabelled texts depends on them too
+        parts.append(content_fingerprint(unsupervised))
     key = "|".join([*parts, json.dumps(classes), f"{VALIDATION_FRACTION}", f"{seed}", f"{spec.limit_train}", "content-2"])
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Splits(source, fingerprint, classes, train, validation, normalized.get("test"), unsupervised,
@@ -331,7 +334,8 @@ def _load_files(files: dict[str, Path]) -> dict:
         if builder == "parquet":
             _check_parquet_files([path])
         try:
-            out[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **options)
+            out[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split,
+                                               cache_dir=_datasets_cache([path]), **options)
         except Exception as exc:  # datasets raises many types for malformed files
             cause = exc.__cause__ or exc
             raise DataError(f"cannot read {path} as {builder}: {type(cause).__name__}: {cause}") from None
@@ -346,11 +350,25 @@ def _load_folder(folder: Path, config: str | None) -> dict:
         raise DataError(f"{folder} holds no data files ({', '.join(FILE_FORMATS)}) and is not an aclImdb folder; {HINT}")
     _check_parquet_files([p for p in data_files if p.suffix.lower() == ".parquet"])
     try:
-        loaded = datasets.load_dataset(str(folder), config) if config else datasets.load_dataset(str(folder))
+        cache = _datasets_cache([p for p in folder.rglob("*") if p.is_file()])
+        loaded = datasets.load_dataset(str(folder), *([config] if config else []), cache_dir=cache)
     except Exception as exc:  # datasets raises many types for malformed folders and files
         cause = exc.__cause__ or exc
         raise DataError(f"cannot load {folder} with datasets.load_dataset: {type(cause).__name__}: {cause}") from None
     return dict(loaded)
+
+
+def _datasets_cache(files: list[Path]) -> str:
+    """A `datasets` cache folder for exactly these files as they are now (paths, sizes, modification times).
+
+    `datasets`' own cache key can miss a change: two folders with the same name and the same README configs
+    shared one cache entry, and the second loaded the first one's rows. Keyed by the files themselves, a change
+    or another folder always gets its own entry.
+    """
+    from zoo.cache import cache_dir
+
+    stats = sorted((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return str(cache_dir() / "datasets" / hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16])
 
 
 def _check_parquet_files(files: list[Path]) -> None:
