@@ -17,14 +17,15 @@ TINY = ["tokenizer.vocab_size=80", "hidden_size=8", "embedding_dim=8", "head_hid
         "train.lr=0.02"]
 
 
-def tiny_hub_data(tmp_path_factory, train: int, test: int):
-    """A module fixture's body: a tiny Hub-layout dataset and a private ZOO_CACHE (seen by subprocesses too)."""
+def tiny_hub_data(tmp_path_factory, train: int, test: int, unsup: int = 0):
+    """A module fixture's body: a tiny Hub-layout dataset (with `unsup` unlabelled reviews) and a private ZOO_CACHE
+    (seen by subprocesses too)."""
     from imdb_fixtures import write_hub_folder
 
     root = tmp_path_factory.mktemp("data")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZOO_CACHE", str(root / "cache"))
-        yield str(write_hub_folder(root / "hub", train=train, test=test))
+        yield str(write_hub_folder(root / "hub", train=train, test=test, unsup=unsup))
 
 
 def make_distribution(site: Path, name: str, version: str, modules: dict[str, str],

@@ -55,10 +55,11 @@ def write_tarball(folder: Path, target: Path) -> Path:
     return target
 
 
-def write_hub_folder(root: Path, train: int = 200, test: int = 100, labels_override: dict | None = None) -> Path:
+def write_hub_folder(root: Path, train: int = 200, test: int = 100, labels_override: dict | None = None,
+                     unsup: int = 0) -> Path:
     """root/plain_text/{train,test}-00000-of-00001.parquet with text and label columns.
 
-    Like the Hub's IMDB, the label column is a ClassLabel (neg, pos) stored in the parquet metadata; a
+    `unsup` > 0 adds an unsupervised split of that many unlabelled reviews. Like the Hub's IMDB, the label column is a ClassLabel (neg, pos) stored in the parquet metadata; a
     labels_override outside {0, 1} leaves it a plain int column.
     """
     from datasets import ClassLabel, Dataset, Features, Value
@@ -74,4 +75,10 @@ def write_hub_folder(root: Path, train: int = 200, test: int = 100, labels_overr
                              "label": ClassLabel(names=["neg", "pos"]) if named else Value("int64")})
         Dataset.from_dict({"text": [r[0] for r in rows], "label": labels}, features=features).to_parquet(
             str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
+    if unsup:  # like the Hub's unsupervised split: label -1
+        Dataset.from_dict({"text": [r[0] for r in make_reviews(unsup, 3)], "label": [-1] * unsup}).to_parquet(
+            str(root / "plain_text" / "unsupervised-00000-of-00001.parquet"))
+        splits = "".join(f"  - split: {name}\n    path: plain_text/{name}-*\n" for name in ("train", "test", "unsupervised"))
+        (root / "README.md").write_text(f"---\nconfigs:\n- config_name: plain_text\n  default: true\n  data_files:\n"
+                                        f"{splits}---\n")  # the Hub's way to name a split `unsupervised`
     return root

@@ -148,6 +148,34 @@ def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `zoo train` and `zoo pretrain` share: where the run goes, its settings, device, resume, output."""
+    options = [
+        click.option("--out", type=click.Path(path_type=Path), default=None,
+                     help="Run directory (default runs/NAME-<timestamp>)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N."),
+        click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Shortcut for --set train.batch_size=N."),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Shortcut for --set train.lr=X."),
+        click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=None,
+                     help="Shortcut for --set train.seed=N."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override any hyperparameter (see `zoo info`)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores)."),
+        click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run."),
+        click.option("--allow-other-data", is_flag=True,
+                     help="--resume with data whose fingerprint differs from the run's (other labels or splits)."),
+        click.option("--no-progress", is_flag=True,
+                     help="No progress bar (it is also off when stderr is not a terminal)."),
+        click.option("--json", "as_json", is_flag=True, help="Make the last stdout line a JSON summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("data")
 @dataset_options
 @click.option("--vocab-size", type=click.IntRange(min=64), default=None, help="Tokenizer vocabulary size (default 8192).")
@@ -179,44 +207,28 @@ def data_command(spec, vocab_size: int | None, as_json: bool) -> None:
 @main.command("train")
 @click.argument("name", required=False)
 @dataset_options
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/NAME-<timestamp>).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N.")
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.batch_size=N.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="Shortcut for --set train.lr=X.")
-@click.option("--seed", type=click.IntRange(min=0, max=2**32 - 1), default=None, help="Shortcut for --set train.seed=N.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any hyperparameter (see `zoo info`).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue an interrupted run directory.")
-@click.option("--allow-other-data", is_flag=True,
-              help="--resume with data whose fingerprint differs from the run's (other labels or splits).")
-@click.option("--no-progress", is_flag=True, help="No progress bar (it is also off when stderr is not a terminal).")
-@click.option("--json", "as_json", is_flag=True, help="Make the last stdout line a JSON summary.")
+@run_options
+@click.option("--init-from", type=click.Path(path_type=Path), default=None, metavar="PRETRAIN_RUN",
+              help="Start the embedding and encoder from a `zoo pretrain` run (or one of its snapshots/*.pt), "
+                   "and read text with its tokenizer.")
 @user_errors
 def train_command(name: str | None, spec, out: Path | None, epochs: int | None, max_steps: int | None,
                   batch_size: int | None, lr: float | None, seed: int | None, overrides: tuple[str, ...], device: str,
                   threads: int | None, resume: Path | None, allow_other_data: bool, no_progress: bool,
-                  as_json: bool) -> None:
-    """Train a recipe or architecture, select on validation, evaluate once on test (when the data has one)."""
-    from zoo.errors import ConfigError
+                  as_json: bool, init_from: Path | None) -> None:
+    """Train a recipe or architecture, select on validation, evaluate once on test (when the data has one).
 
-    shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed}
-    overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
-    if resume is None and name is None:
-        raise ConfigError("name a recipe or architecture to train (see `zoo list`), or --resume a run directory")
-    if resume is not None and (name is not None or overrides or out is not None or max_steps is not None
-                               or (spec.config, spec.text_column, spec.label_column, spec.limit_train) != (None,) * 4):
-        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out, --max-steps, overrides "
-                          "and the data options other than --data")
-    from zoo.recipes import resolve
-
-    config = resolve(name, overrides) if resume is None else None
+    Several processes: torchrun --nproc-per-node N $(command -v zoo) train NAME ...
+    """
+    config = _run_config(name, spec, out, max_steps, overrides, resume, init_from,
+                         {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed})
     from zoo.train import TrainRequest, train
 
     summary = train(TrainRequest(config=config, data=spec if resume is None else spec.source, out=out, device=device, threads=threads,
                                  max_steps=max_steps, progress=not no_progress and sys.stderr.isatty(), resume=resume,
-                                 allow_other_data=allow_other_data))
+                                 allow_other_data=allow_other_data, init_from=init_from))
+    if not _main_process():
+        return
     if not as_json:
         click.echo(f"run: {summary['run_dir']}")
         test = ("no test split" if summary["test_accuracy"] is None else
@@ -227,6 +239,69 @@ def train_command(name: str | None, spec, out: Path | None, epochs: int | None, 
                    f"{summary['tokens_per_second']:,.0f} tokens/s")
     else:
         print_json(summary)
+
+
+def _run_config(name: str | None, spec, out: Path | None, max_steps: int | None, overrides: tuple[str, ...],
+                resume: Path | None, init_from: Path | None, shortcuts: dict[str, Any]):
+    """The resolved config of a new run (None for --resume), after checking the options go together."""
+    from zoo.errors import ConfigError
+
+    overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
+    if resume is None and name is None:
+        raise ConfigError("name a recipe or architecture (see `zoo list`), or --resume a run directory")
+    if resume is not None and (name is not None or overrides or out is not None or max_steps is not None
+                               or init_from is not None
+                               or (spec.config, spec.text_column, spec.label_column, spec.limit_train) != (None,) * 4):
+        raise ConfigError("--resume continues a run with its own settings; drop NAME, --out, --max-steps, "
+                          "--init-from, overrides and the data options other than --data")
+    from zoo.recipes import resolve
+
+    return resolve(name, overrides) if resume is None else None
+
+
+def _main_process() -> bool:
+    """False in torchrun's processes other than rank 0: they print nothing (rank 0 reports)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+@main.command("pretrain")
+@click.argument("name", required=False)
+@dataset_options
+@run_options
+@click.option("--budget", type=FiniteFloat(min=0, min_open=True), default=None, metavar="MINUTES",
+              help="Stop after this many minutes of training (the learning-rate schedule follows the budget).")
+@user_errors
+def pretrain_command(name: str | None, spec, out: Path | None, epochs: int | None, max_steps: int | None,
+                     budget: float | None, batch_size: int | None, lr: float | None, seed: int | None,
+                     overrides: tuple[str, ...], device: str, threads: int | None, resume: Path | None,
+                     allow_other_data: bool, no_progress: bool, as_json: bool) -> None:
+    """Train an architecture's encoder as a language model on the train split plus the unlabelled texts.
+
+    Then: zoo train RECIPE --init-from RUN. Several processes: torchrun --nproc-per-node N $(command -v zoo) pretrain ...
+    """
+    from zoo.errors import ConfigError
+
+    if resume is not None and budget is not None:
+        raise ConfigError("--resume keeps the run's own --budget; drop --budget")
+    config = _run_config(name, spec, out, max_steps, overrides, resume, None,
+                         {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed})
+    from zoo.pretrain import PretrainRequest, pretrain
+
+    summary = pretrain(PretrainRequest(config=config, data=spec if resume is None else spec.source, out=out,
+                                       device=device, threads=threads, max_steps=max_steps, budget_minutes=budget,
+                                       progress=not no_progress and sys.stderr.isatty(), resume=resume,
+                                       allow_other_data=allow_other_data))
+    if not _main_process():
+        return
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(f"run: {summary['run_dir']}")
+    click.echo(f"best validation perplexity {summary['best_validation_perplexity']:,.2f} (step {summary['best_step']}); "
+               f"{summary['steps']} steps, {summary['seconds']:.0f} s, {summary['tokens_per_second']:,.0f} tokens/s")
+    click.echo(f"next: zoo train RECIPE --init-from {summary['run_dir']}")
 
 
 @main.command("evaluate")

@@ -1,7 +1,8 @@
 """The configuration of a run: architecture hyperparameters plus the zoo's own sections.
 
-A run config has four sections: `encoder` (the plugin's hyperparameter
-dataclass), `classifier` (embedding, pooling, head), `tokenizer` and `train`.
+A run config has five sections: `encoder` (the plugin's hyperparameter
+dataclass), `classifier` (embedding, pooling, head), `tokenizer`, `train` and
+`pretrain` (the language model of `zoo pretrain`).
 Values come from dataclass defaults, then a registry.toml recipe, then
 `--set section.key=value` overrides (a bare `key` works when only one section
 has it). Every value is type-checked before any work starts.
@@ -80,6 +81,12 @@ class TrainConfig:
     log_every: int = 50  # steps between metrics.jsonl step records
     eval_every: int = 0  # steps between extra validation evaluations; 0: at the end of each epoch only
     checkpoint_every: int = 100  # steps between resumable checkpoints (also written at each epoch's end)
+    # Fine-tuning from `zoo pretrain` (`--init-from`), as in ULMFiT. The layer groups, top down: head, encoder,
+    # embedding. Each group's learning rate is the one above it divided by lr_decay (1.0: one rate for all);
+    # with unfreeze_fraction f > 0, only the head trains for the first f of the steps, the encoder joins at f,
+    # the embedding at 2f.
+    lr_decay: float = 1.0
+    unfreeze_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -93,8 +100,36 @@ class TrainConfig:
             raise ValueError("ema_decay must be in [0, 1)")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError("warmup_fraction must be in [0, 1)")
+        if not 0.0 <= self.unfreeze_fraction < 0.5:
+            raise ValueError("unfreeze_fraction must be in [0, 0.5) (the embedding joins at twice it)")
+        if self.lr_decay < 1.0:
+            raise ValueError("lr_decay must be >= 1 (the rate divides by it from the head down)")
         for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every",
                      "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+
+SOFTMAXES = ("sampled", "full")
+
+
+@dataclass
+class PretrainConfig:
+    """`zoo pretrain`: the encoder as a language model over train + unlabelled texts (see zoo.language_model)."""
+
+    chunk_tokens: int = 400  # texts are cut into chunks of at most this many tokens, each read from its start
+    softmax: str = "sampled"  # sampled: the true token against `samples` shared draws from the unigram^0.75
+    samples: int = 1024  # negatives per batch (sampled softmax)
+    eval_texts: int = 1000  # validation texts for the perplexity check (the full softmax); 0: all
+    snapshot_minutes: float = 0.0  # > 0: keep the weights every this many minutes of training (snapshots/)
+
+    def __post_init__(self) -> None:
+        if self.softmax not in SOFTMAXES:
+            raise ValueError(f"softmax must be one of {', '.join(SOFTMAXES)}")
+        if self.chunk_tokens < 2:
+            raise ValueError("chunk_tokens must be >= 2 (a token and the next one to predict)")
+        _check_positive(samples=self.samples)
+        for name in ("eval_texts", "snapshot_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -111,7 +146,8 @@ def _check_dropout(**values: float) -> None:
             raise ValueError(f"{name} must be in [0, 1)")
 
 
-SECTIONS = {"classifier": ClassifierConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
+SECTIONS = {"classifier": ClassifierConfig, "tokenizer": TokenizerConfig, "train": TrainConfig,
+            "pretrain": PretrainConfig}
 
 
 @dataclass
@@ -124,9 +160,11 @@ class RunConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def sections(self) -> dict[str, Any]:
-        return {"encoder": self.encoder, "classifier": self.classifier, "tokenizer": self.tokenizer, "train": self.train}
+        return {"encoder": self.encoder, "classifier": self.classifier, "tokenizer": self.tokenizer, "train": self.train,
+                "pretrain": self.pretrain}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"recipe": self.recipe, "architecture": self.architecture}

@@ -122,22 +122,28 @@ def keras_init(model: nn.Module) -> None:
 
 def build_classifier(config: RunConfig, vocab_size: int, num_classes: int = 2) -> Classifier:
     """Build the plugin's encoder and wrap it in the shared classifier."""
+    return Classifier(build_encoder(config), vocab_size, config, num_classes)
+
+
+def build_encoder(config: RunConfig) -> nn.Module:
+    """The architecture's encoder for this config, checked for the contract's `output_size`."""
     from zoo.errors import PluginError
     from zoo.registry import architectures
 
     arch = architectures().get(config.architecture)
-    origin = _origin(config.architecture)
+    where = origin(config.architecture)
     try:
         with redirect_stdout(sys.stderr):  # a chatty plugin must not corrupt --json output
             encoder = arch.build(config.encoder, config.classifier.embedding_dim)
     except Exception as exc:
-        raise PluginError(f"{origin}: build() failed: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{where}: build() failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(encoder, nn.Module) or not isinstance(getattr(encoder, "output_size", None), int):
-        raise PluginError(f"{origin} breaks the plugin contract: build() must return an nn.Module with an int `output_size`")
-    return Classifier(encoder, vocab_size, config, num_classes)
+        raise PluginError(f"{where} breaks the plugin contract: build() must return an nn.Module with an int `output_size`")
+    return encoder
 
 
-def _origin(architecture: str) -> str:
+def origin(architecture: str) -> str:
+    """The words "architecture NAME from DISTRIBUTION", for errors that blame a plugin."""
     from zoo.registry import architectures
 
     return f"architecture {architecture!r} from {architectures().describe(architecture).distribution}"
@@ -159,15 +165,15 @@ def verify_encoder(model: Classifier, ids: torch.Tensor, lengths: torch.Tensor, 
         try:
             outputs = model.encoder(x, lengths)
         except Exception as exc:
-            raise PluginError(f"{_origin(config.architecture)}: its encoder failed on the first batch "
+            raise PluginError(f"{origin(config.architecture)}: its encoder failed on the first batch "
                               f"(input {list(x.shape)}): {type(exc).__name__}: {exc}") from exc
         expected = [ids.shape[0], ids.shape[1], model.encoder.output_size]
         if not isinstance(outputs, torch.Tensor) or list(outputs.shape) != expected:
             got = list(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-            raise PluginError(f"{_origin(config.architecture)} breaks the plugin contract: its encoder returned "
+            raise PluginError(f"{origin(config.architecture)} breaks the plugin contract: its encoder returned "
                               f"{got} for input {list(x.shape)}; expected [batch, steps, output_size] = {expected}")
         if not bool(torch.isfinite(outputs).all()):
-            raise PluginError(f"{_origin(config.architecture)} breaks the plugin contract: its encoder returned "
+            raise PluginError(f"{origin(config.architecture)} breaks the plugin contract: its encoder returned "
                               "non-finite values (nan or inf) on the first batch")
     finally:
         model.train(was_training)

@@ -126,7 +126,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
             recipe=data["recipe"],
             architecture=data["architecture"],
             encoder=build_section(arch.hyperparameters, data["encoder"], "config: encoder"),
-            **{section: build_section(cls, data[section], f"config: {section}") for section, cls in SECTIONS.items()},
+            **{section: build_section(cls, data[section] if section != "pretrain" else data.get(section, {}),
+                                      f"config: {section}") for section, cls in SECTIONS.items()},
         )
     except KeyError as exc:
         raise ConfigError(f"run config lacks {exc}; is this a run directory written by `zoo train`?") from None

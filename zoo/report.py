@@ -29,11 +29,82 @@ def write_curves(run: RunDir) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(run.path.name)
+    save_figure(figure, run.file(CURVES))
+
+
+def save_figure(figure, path) -> None:
+    """Write a matplotlib figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    atomic_write(run.file(CURVES), lambda f: f.write(buffer.getvalue()))
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def write_pretrain_curves(run: RunDir) -> None:
+    """A pretrain run's perplexity: training (per logged step) and validation, against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.language_model import perplexity
+
+    records = run.metrics()
+    steps = [r for r in records if r["type"] == "step"]
+    checks = [r for r in records if r["type"] in ("validation", "epoch")]
+    if not checks:
+        return
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot([r["train_seconds"] / 60 for r in steps], [perplexity(r["loss"]) for r in steps], alpha=0.6,
+              label="train (sampled softmax)")
+    axis.plot([r["train_seconds"] / 60 for r in checks],
+              [r.get("validation_perplexity", r.get("perplexity")) for r in checks], marker="o",
+              label="validation (full softmax)")
+    axis.set_xlabel("training minutes")
+    axis.set_ylabel("perplexity")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.suptitle(run.path.name)
+    save_figure(figure, run.file(CURVES))
+
+
+def write_pretrain_card(run: RunDir, summary: dict) -> None:
+    info = run.read_info()
+    data = info["data"]
+    texts = ", ".join(f"{name} {count:,}" for name, count in data.get("texts", {}).items())
+    lines = [
+        f"# {run.path.name}: {summary['recipe']} ({summary['architecture']}) language model",
+        "",
+        "The encoder of a recurrent model zoo architecture trained to predict the next token (and, when it is "
+        "bidirectional, the previous one). Start a classifier from it with "
+        f"`zoo train RECIPE --init-from {run.path}`.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| best validation perplexity (full softmax, step {summary['best_step']}) | "
+        f"{summary['best_validation_perplexity']:,.2f} |",
+        f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
+        f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
+        f"| parameters | {info['parameters']:,} |",
+        f"| device / threads / processes | {info['device']} / {info['threads']} / {info.get('processes', 1)} |",
+        "",
+        f"Texts: `{data['source']}` ({texts}); the language model and its tokenizer never read the validation "
+        f"split (its first {data.get('validation_texts', 0):,} texts measure perplexity) nor the test split. "
+        "Tokenizer: SentencePiece trained on the same "
+        f"training texts (vocab {info['tokenizer']['vocab_size']:,}).",
+        "",
+        "```json",
+        json.dumps(info["config"], indent=2),
+        "```",
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
+    atomic_write_text(run.file(CARD), "\n".join(lines))
 
 
 def write_card(run: RunDir, summary: dict) -> None:
@@ -48,6 +119,9 @@ def write_card(run: RunDir, summary: dict) -> None:
         test_row = (f"| test accuracy / macro-F1 ({rows['test']:,} texts, evaluated once) | "
                     f"{summary['test_accuracy']:.4f} / {summary['test_macro_f1']:.4f} |")
         test_note = "The test split was used only for the final evaluation."
+    if info.get("init_from"):
+        test_note += (f" The embedding and encoder started from the language model `{info['init_from']['weights']}` "
+                      "(`zoo pretrain`), with its tokenizer.")
     validation = ("the dataset's own validation split" if data.get("own_validation")
                   else "a seeded, label-stratified 10% of the train split")
     lines = [
@@ -110,8 +184,4 @@ def write_confusion(path, metrics: dict, title: str) -> None:
         axis.text(column, row, f"{count:,}", ha="center", va="center",
                   color="white" if count > matrix.max() / 2 else "black")
     axis.set_title(title)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    save_figure(figure, path)

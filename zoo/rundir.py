@@ -206,6 +206,7 @@ class RunDir:
         from zoo.errors import DataError
 
         recorded = self.read_info().get("data", {})
+        options.setdefault("with_unsupervised", bool(recorded.get("with_unsupervised")))  # part of the fingerprint
         splits = load_splits(self.data_spec(data), **options)
         expected = recorded.get("fingerprint")
         if expected and splits.fingerprint != expected and not allow_other_data:

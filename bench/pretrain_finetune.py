@@ -1,0 +1,142 @@
+"""What language-model pretraining buys on IMDB: test accuracy against pretraining minutes.
+
+For each seed: `zoo pretrain bilstm-lm --budget B` keeping snapshots every S
+minutes, then `zoo train bilstm-ft --init-from` each snapshot (and the kept
+lm.pt), and `zoo train bilstm-ft` with no pretraining (0 minutes). Prints one
+row per (minutes, seed), the mean per budget, writes the curve as a PNG and,
+with --readme, the table into README.md between the PRETRAINING markers.
+
+    python bench/pretrain_finetune.py --data ../shared/datasets/imdb --budget 60 --snapshot-minutes 15 --seeds 0 1
+    python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots minutes-0030 --no-baseline
+
+Every command runs as a real `zoo` process; the pretraining runs can be reused
+(--pretrain-runs) to fine-tune more snapshots later. Full runs take hours on a
+2-core CPU: this is a benchmark, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from readme_table import replace_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def zoo(*args: str) -> dict:
+    """Run `zoo ... --json` and return its summary (the last stdout line)."""
+    command = [sys.executable, "-m", "zoo.cli", *args, "--json"]
+    print("$ zoo " + " ".join(args), file=sys.stderr, flush=True)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def pretrain(args, seed: int) -> Path:
+    out = args.out / f"lm-seed{seed}"
+    zoo("pretrain", args.lm_recipe, "--data", args.data, "--out", str(out), "--seed", str(seed),
+        "--budget", str(args.budget), "--set", f"pretrain.snapshot_minutes={args.snapshot_minutes}",
+        "--threads", str(args.threads))
+    return out
+
+
+def fine_tune(args, seed: int, start: Path | None, name: str) -> dict:
+    extra = ["--init-from", str(start)] if start else []
+    return zoo("train", args.ft_recipe, "--data", args.data, "--out", str(args.out / f"ft-seed{seed}-{name}"),
+               "--seed", str(seed), "--threads", str(args.threads), *extra)
+
+
+def starting_points(run: Path, wanted: list[str] | None) -> list[tuple[float, Path]]:
+    """(pretraining minutes, weights) for each snapshot (all, or those whose name starts with one of `wanted`)
+    and for the kept lm.pt (at the minutes of its step)."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    points = [(r["minutes"], run / r["file"]) for r in records if r["type"] == "snapshot"]
+    if wanted is not None:
+        points = [(m, p) for m, p in points if any(p.name.startswith(w) for w in wanted)]
+    card = json.loads((run / "config.json").read_text())
+    checks = [r for r in records if r["type"] in ("validation", "epoch") and r.get("best")]
+    if checks and (wanted is None or "lm" in wanted):
+        points.append((checks[-1]["train_seconds"] / 60, run / "lm.pt"))
+    assert card.get("kind") == "pretrain", run
+    return sorted(points)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "imdb"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-pretrain"))
+    parser.add_argument("--lm-recipe", default="bilstm-lm")
+    parser.add_argument("--ft-recipe", default="bilstm-ft")
+    parser.add_argument("--budget", type=float, default=60.0, help="pretraining minutes")
+    parser.add_argument("--snapshot-minutes", type=float, default=15.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pretrain-runs", type=Path, nargs="*", default=None,
+                        help="reuse these pretrain runs (their seeds are read from them) instead of pretraining")
+    parser.add_argument("--snapshots", nargs="*", default=None,
+                        help="fine-tune only the snapshots whose names start with these (and `lm` for lm.pt)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tuning recipe without pretraining")
+    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    runs = ([(json.loads((r / "config.json").read_text())["seed"], r) for r in args.pretrain_runs]
+            if args.pretrain_runs else [(seed, pretrain(args, seed)) for seed in args.seeds])
+    rows = []
+    for seed, run in runs:
+        if not args.no_baseline:
+            summary = fine_tune(args, seed, None, "scratch")
+            rows.append({"minutes": 0.0, "seed": seed, **summary})
+        for minutes, weights in starting_points(run, args.snapshots):
+            summary = fine_tune(args, seed, weights, weights.stem)
+            rows.append({"minutes": minutes, "seed": seed, "weights": str(weights), **summary})
+    for row in rows:
+        print(f"{row['minutes']:6.1f} min  seed {row['seed']}  test {100 * row['test_accuracy']:.2f}  "
+              f"fine-tune {row['seconds'] / 60:.1f} min  {row.get('weights', 'no pretraining')}")
+    by_minutes: dict[float, list[dict]] = {}
+    for row in rows:
+        by_minutes.setdefault(round(row["minutes"]), []).append(row)
+    table = {}
+    for minutes, group in sorted(by_minutes.items()):
+        accuracies = [100 * r["test_accuracy"] for r in group]
+        table[f"| {minutes:.0f} |"] = (f"| {minutes:.0f} | {', '.join(f'{a:.2f}' for a in accuracies)} | "
+                                       f"{statistics.mean(accuracies):.2f} | "
+                                       f"{max(r['seconds'] for r in group) / 60:.1f} | {date.today().isoformat()} |")
+    print("\n".join(table.values()))
+    _plot(by_minutes, args.out / "pretraining-curve.png")
+    (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
+    if args.readme:
+        header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) | fine-tuning minutes (max) | date |",
+                  "| --- | --- | --- | --- | --- |"]
+        replace_rows(ROOT / "README.md", "<!-- PRETRAINING:BEGIN -->", "<!-- PRETRAINING:END -->", header, table)
+
+
+def _plot(by_minutes: dict[float, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for minutes, group in sorted(by_minutes.items()):
+        axis.scatter([minutes] * len(group), [100 * r["test_accuracy"] for r in group], color="grey", s=12)
+    means = [(m, 100 * statistics.mean(r["test_accuracy"] for r in g)) for m, g in sorted(by_minutes.items())]
+    axis.plot([m for m, _ in means], [a for _, a in means], marker="o", label="mean over seeds")
+    axis.set_xlabel("pretraining minutes (bilstm-lm)")
+    axis.set_ylabel("IMDB test accuracy after fine-tuning (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"curve: {path}")
+
+
+if __name__ == "__main__":
+    main()

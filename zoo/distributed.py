@@ -1,0 +1,117 @@
+"""Data-parallel training across processes and machines, as `torchrun` launches it.
+
+`torchrun --nproc-per-node N $(command -v zoo) train ...` sets RANK, WORLD_SIZE,
+LOCAL_RANK and the rendezvous address in each process's environment; `World`
+reads them. One process alone (no torchrun) is a world of size 1 and every
+method is a no-op, so the loops read the same either way.
+
+How the loops use it: every rank builds the same global batch (same seed, same
+sampler) and trains on its own rows of it (`shard`), so the ranks' rows are
+disjoint and together exactly the one-process batch. Each rank's loss is its
+rows' summed loss divided by the global batch's count and multiplied by the
+world size, so DistributedDataParallel's gradient averaging yields the
+one-process gradient. Running sums (loss, accuracy, tokens) and the stop flag
+are summed across ranks every step, so every rank takes the same decisions.
+Rank 0 alone writes the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """True on the rank that writes files (rank 0)."""
+        return self.rank == 0
+
+    def shard(self, rows: np.ndarray) -> np.ndarray:
+        """This rank's rows of a global batch: every size-th row from its rank (disjoint, all rows covered)."""
+        return rows[self.rank::self.size]
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sums over the ranks (float64)."""
+        if self.size == 1:
+            return values
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when the flag is set on any rank (a stop request)."""
+        return flag if self.size == 1 else self.sum([float(flag)])[0] > 0
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's value on every rank (any picklable object)."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's value, in rank order, on rank 0 (None elsewhere)."""
+        if self.size == 1:
+            return [value]
+        import torch.distributed as dist
+
+        out = [None] * self.size if self.main else None
+        dist.gather_object(value, out, dst=0)
+        return out
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def wrap(self, model, device: str):
+        """The model in DistributedDataParallel (the model itself in a world of one)."""
+        if self.size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", 0))] if device == "cuda" else None)
+
+
+def join_world(device: str) -> World:
+    """The world this process belongs to: joins torchrun's process group when WORLD_SIZE > 1."""
+    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if size == 1:
+        return World()
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        try:
+            dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"cannot join the torchrun process group ({exc}); launch with torchrun, or unset "
+                              "WORLD_SIZE to train in one process") from None
+    return World(dist.get_rank(), dist.get_world_size())
+
+
+def leave_world(world: World) -> None:
+    if world.size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,378 @@
+"""`zoo pretrain`: an architecture's encoder trained as a language model on the train split plus the unlabelled texts.
+
+Read it top to bottom: `pretrain()`. The data is the train split (the texts
+only, never validation or test) and the `unsupervised` split when the data has
+one; the tokenizer is trained on those same texts. Texts are cut into chunks of
+`pretrain.chunk_tokens` and batched by length like `zoo train`'s reviews (the
+encoder contract takes no initial state, so every chunk is read from its start
+and padding stays exact). Validation perplexity (full softmax) on the first
+`pretrain.eval_texts` validation texts picks the kept weights (`lm.pt`).
+
+The run directory is resumable exactly like a `zoo train` run (`last.pt`,
+`--resume`), stops at `--max-steps` or a `--budget` of training minutes (the
+learning-rate schedule then runs on the fraction of the budget spent), and can
+keep snapshots every `pretrain.snapshot_minutes` for accuracy-vs-minutes curves.
+`zoo train NAME --init-from RUN` starts a classifier from it (functions at the
+bottom of this module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from zoo.batching import BucketBatchSampler, collate, evaluation_batches
+from zoo.config import RunConfig
+from zoo.data import DataSpec, absolute_source
+from zoo.distributed import World, join_world, leave_world
+from zoo.encoded import encode_splits
+from zoo.errors import CheckpointError, ConfigError, DataError
+from zoo.faults import failpoint
+from zoo.language_model import (LanguageModel, SampledSoftmax, build_language_model, chunked, perplexity,
+                                token_counts, verify_causal)
+from zoo.loop import (Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate, library_versions,
+                      make_optimizer, metrics_truncate, open_job, pick_device, progress_bar, require_finite,
+                      restore_training_state, save_training_state, set_learning_rates, set_threads, weights_finite)
+from zoo.model import count_parameters, origin
+from zoo.rundir import TOKENIZER, RunDir, load_torch, save_torch
+from zoo.tokenizer import tokenizer_for
+
+LM_WEIGHTS = "lm.pt"  # the kept (best validation perplexity) language model
+SNAPSHOTS = "snapshots"
+KIND = "pretrain"
+SCHEDULE_RESOLUTION = 10_000  # a --budget run's schedule steps through this many fractions of the budget
+
+
+@dataclass
+class PretrainRequest:
+    config: RunConfig
+    data: DataSpec | str | None = None
+    out: Path | None = None
+    device: str = "auto"
+    threads: int | None = None
+    max_steps: int | None = None
+    budget_minutes: float | None = None
+    progress: bool = False
+    resume: Path | None = None
+    allow_other_data: bool = False
+
+
+@dataclass
+class LMProgress:
+    """Where pretraining stands; saved in every checkpoint."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    train_seconds: float = 0.0
+    tokens: int = 0  # input tokens read
+    epoch_loss: float = 0.0  # summed training loss (sampled softmax) ...
+    epoch_predictions: int = 0  # ... over this many predicted tokens
+    best_loss: float = float("inf")  # validation loss per token (full softmax)
+    best_step: int = -1
+    snapshots: int = 0
+    metrics_bytes: int = 0
+    finished: bool = False
+
+
+def pretrain(request: PretrainRequest) -> dict:
+    """Train the language model, keep the weights with the best validation perplexity; return a summary."""
+    device = pick_device(request.device)
+    world = join_world(device)
+    try:
+        set_threads(request.threads, world)
+        job = open_job(request.resume, request.out, request.config, request.data, request.max_steps, LMProgress,
+                       KIND, world)
+        with job.run.lock(fresh=not request.resume) if world.main else contextlib.nullcontext():
+            if not request.resume and world.main:
+                spec = request.data if isinstance(request.data, DataSpec) else DataSpec(source=request.data)
+                first_record(job, spec.to_dict(), KIND, {"budget_minutes": request.budget_minutes})
+            world.barrier()
+            return _pretrain(job, request, device, world)
+    finally:
+        leave_world(world)
+
+
+def _load_texts(job: Job, request: PretrainRequest, world: World):
+    """The language model's training chunks, its validation chunks and the tokenizer (train + unsupervised)."""
+    run, info = job.run, job.run.read_info()
+    try:
+        splits = run.load_data(job.data, request.allow_other_data, with_unsupervised=True)
+        names = ("train", "unsupervised", "validation")
+    except DataError as exc:
+        if "no 'unsupervised' split" not in str(exc):
+            raise
+        print(f"note: {exc}; pretraining on the train split's texts alone", file=sys.stderr)
+        splits = run.load_data(job.data, request.allow_other_data)
+        names = ("train", "validation")
+    tokenizer_config = job.config.tokenizer
+    tokenizer_config.use_unsupervised = splits.unsupervised is not None
+    tokenizer = tokenizer_for(splits, tokenizer_config)
+    encoded = encode_splits(splits, tokenizer, names)
+    pc = job.config.pretrain
+    texts = chunked([encoded[n] for n in names if n != "validation"], pc.chunk_tokens)
+    validation = encoded["validation"]
+    if pc.eval_texts and pc.eval_texts < len(validation):
+        validation = chunked([type(validation)("validation", validation.tokens, validation.offsets[:pc.eval_texts + 1],
+                                                validation.labels[:pc.eval_texts])], pc.chunk_tokens, "validation")
+    else:
+        validation = chunked([validation], pc.chunk_tokens, "validation")
+    recorded = info.get("tokenizer", {}).get("sha256")
+    if recorded is None and world.main:
+        shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
+        run.write_info(info | {
+            "config": job.config.to_dict(),
+            "data": info["data"] | {"source": absolute_source(splits.source), "fingerprint": splits.fingerprint,
+                                    "with_unsupervised": splits.unsupervised is not None,
+                                    "texts": {n: len(encoded[n]) for n in names if n != "validation"},
+                                    "validation_texts": min(len(encoded["validation"]), pc.eval_texts or sys.maxsize),
+                                    "chunks": {"train": len(texts), "validation": len(validation)}},
+            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
+        })
+    elif recorded is not None and (tokenizer.sha256 != recorded or run.tokenizer().sha256 != recorded):
+        raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "
+                              "resume with the run's original --data")
+    world.barrier()
+    return texts, validation, tokenizer
+
+
+def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> dict:
+    run, config, progress, checkpoint = job.run, job.config, job.progress, job.checkpoint
+    tc, pc = config.train, config.pretrain
+    budget = job.run.read_info().get("budget_minutes")
+    texts, validation, tokenizer = _load_texts(job, request, world)
+
+    torch.manual_seed(tc.seed)
+    model = build_language_model(config, tokenizer.vocab_size).to(device)
+    verify_causal(model, origin(config.architecture))
+    optimizer = make_optimizer(model, tc)
+    sampled = SampledSoftmax(token_counts(texts, tokenizer.vocab_size), pc.samples, device)
+    sampler = BucketBatchSampler(texts.lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
+    planned = sum(len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs))
+    total_steps = min(planned, job.max_steps or sys.maxsize)
+    parts = {"model": model, "optimizer": optimizer}
+    if checkpoint is not None:
+        restore_training_state(checkpoint, parts, run, world, device)
+    metrics_truncate(run, world, progress.metrics_bytes)
+    if world.main:
+        run.write_info(run.read_info() | {
+            "parameters": count_parameters(model), "device": device, "threads": torch.get_num_threads(),
+            "processes": world.size, "versions": library_versions()})
+    net = world.wrap(model, device)
+    directions = 2 if model.bidirectional else 1
+
+    def out_of_budget() -> bool:
+        return budget is not None and progress.train_seconds >= budget * 60
+
+    def schedule_rate() -> float:
+        if budget is None:
+            return learning_rate(progress.global_step, total_steps, tc)
+        spent = min(progress.train_seconds / (budget * 60), 1.0)
+        return learning_rate(int(spent * SCHEDULE_RESOLUTION), SCHEDULE_RESOLUTION, tc)
+
+    def save_checkpoint() -> None:
+        save_training_state(parts, progress, run, world, device)
+
+    def validate() -> dict:
+        loss = validation_loss(model, validation, tc.max_batch_tokens or 32768, device, world)
+        model.train()
+        return {"loss": loss, "perplexity": perplexity(loss)}
+
+    def keep_if_best(val: dict) -> bool:
+        if val["loss"] >= progress.best_loss:
+            return False
+        require_finite(weights_finite(model), "model's weights", progress.global_step, run)
+        progress.best_loss, progress.best_step = val["loss"], progress.global_step
+        if world.main:
+            save_torch(model.state_dict(), run.file(LM_WEIGHTS))
+        return True
+
+    bar = progress_bar(request.progress and world.main, total_steps, progress.global_step, "pretraining")
+    with StopFlag() as stop:
+        while progress.epoch < tc.epochs and progress.global_step < total_steps and not out_of_budget():
+            batches = sampler.epoch_batches(progress.epoch)
+            model.train()
+            started = time.perf_counter()
+            while progress.step_in_epoch < len(batches) and progress.global_step < total_steps and not out_of_budget():
+                batch = batches[progress.step_in_epoch]
+                predictions = directions * int((texts.lengths[batch] - 1).sum())  # the global batch's count
+                set_learning_rates(optimizer, schedule_rate(), progress.global_step, total_steps, tc)
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum, tokens = _lm_step(net, model, sampled, texts, batch, predictions, world, device)
+                loss_sum, tokens, seconds = world.sum([loss_sum, tokens, time.perf_counter() - started])
+                require_finite(loss_sum, "loss", progress.global_step + 1, run)
+                if tc.grad_clip:
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    require_finite(float(norm), "gradient norm", progress.global_step + 1, run)
+                optimizer.step()
+
+                progress.global_step += 1
+                progress.step_in_epoch += 1
+                progress.epoch_loss += loss_sum
+                progress.epoch_predictions += predictions
+                progress.tokens += int(tokens)
+                progress.train_seconds += seconds / world.size  # the ranks' mean: every rank decides alike
+                started = time.perf_counter()
+                rate = progress.tokens / max(progress.train_seconds, 1e-9)
+                train_loss = progress.epoch_loss / progress.epoch_predictions
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=progress.epoch + 1, ppl=f"{perplexity(train_loss):,.1f}",
+                                    tok_s=f"{rate:,.0f}")
+                if tc.log_every and progress.global_step % tc.log_every == 0:
+                    append_metric(run, world, {"type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
+                                               "loss": loss_sum / predictions, "lr": optimizer.param_groups[0]["lr"],
+                                               "tokens_per_second": rate, "train_seconds": progress.train_seconds})
+                if tc.eval_every and progress.global_step % tc.eval_every == 0:
+                    val = validate()
+                    append_metric(run, world, {"type": "validation", "epoch": progress.epoch + 1,
+                                               "step": progress.global_step, "train_seconds": progress.train_seconds,
+                                               "best": keep_if_best(val), **val})
+                    started = time.perf_counter()
+                if pc.snapshot_minutes and progress.train_seconds >= (progress.snapshots + 1) * pc.snapshot_minutes * 60:
+                    progress.snapshots += 1
+                    _snapshot(run, world, model, progress)
+                checkpoint_if_due(stop, progress, tc, save_checkpoint, world, run, "pretrain")
+
+            # --- end of an epoch, of the steps or of the budget: validate, keep the best ---------------
+            val = validate()
+            best = keep_if_best(val)
+            failpoint("epoch-end")
+            train_loss = progress.epoch_loss / max(progress.epoch_predictions, 1)
+            append_metric(run, world, {
+                "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step,
+                "complete": progress.step_in_epoch >= len(batches), "train_loss": train_loss,
+                "train_perplexity": perplexity(train_loss), "validation_loss": val["loss"],
+                "validation_perplexity": val["perplexity"], "train_seconds": progress.train_seconds, "best": best})
+            if progress.step_in_epoch >= len(batches):
+                progress.epoch += 1
+                progress.step_in_epoch = progress.epoch_predictions = 0
+                progress.epoch_loss = 0.0
+            save_checkpoint()
+    if bar is not None:
+        bar.close()
+
+    summary = {
+        "run_dir": str(run.path), "recipe": config.recipe, "architecture": config.architecture,
+        "best_validation_perplexity": perplexity(progress.best_loss), "best_step": progress.best_step,
+        "epochs": progress.epoch, "steps": progress.global_step, "seconds": round(progress.train_seconds, 2),
+        "tokens_per_second": round(progress.tokens / max(progress.train_seconds, 1e-9), 1),
+        "snapshots": sorted(p.name for p in run.file(SNAPSHOTS).glob("*.pt")) if world.main else [],
+    }
+    if world.main:
+        from zoo.report import write_pretrain_card, write_pretrain_curves
+
+        write_pretrain_curves(run)
+        write_pretrain_card(run, summary)
+    progress.finished = True
+    save_checkpoint()
+    return world.broadcast(summary)
+
+
+def _lm_step(net: torch.nn.Module, model: LanguageModel, sampled: SampledSoftmax, texts, batch, predictions: int,
+             world: World, device: str) -> tuple[float, float]:
+    """Forward and backward over this rank's rows of a global batch (loss scaled to the whole batch's mean over
+    its `predictions`); this rank's summed loss and input tokens."""
+    rows = world.shard(batch)
+    ids, lens, _ = collate(texts, rows if len(rows) else batch[:1])
+    ids, lens = torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device)
+    loss = sum(sampled.loss(model, features, targets) for features, targets in net(ids, lens))
+    if not len(rows):  # a rank without rows (a batch smaller than the world) adds a zero gradient
+        (loss * 0.0).backward()
+        return 0.0, 0.0
+    (loss * world.size / predictions).backward()
+    return loss.item(), float(lens.sum())
+
+
+def _snapshot(run: RunDir, world: World, model: LanguageModel, progress: LMProgress) -> None:
+    """The current weights as snapshots/minutes-M-step-N.pt (a starting point for `zoo train --init-from`)."""
+    if not world.main:
+        return
+    minutes = progress.train_seconds / 60
+    path = run.file(SNAPSHOTS) / f"minutes-{minutes:07.2f}-step-{progress.global_step}.pt"
+    path.parent.mkdir(exist_ok=True)
+    save_torch(model.state_dict(), path)
+    append_metric(run, world, {"type": "snapshot", "step": progress.global_step, "minutes": round(minutes, 2),
+                               "file": f"{SNAPSHOTS}/{path.name}"})
+
+
+@torch.no_grad()
+def validation_loss(model: LanguageModel, split, max_batch_tokens: int, device: str, world: World) -> float:
+    """Full-softmax cross-entropy per predicted token over the split (each rank its share of the batches)."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in world.shard(evaluation_batches(split.lengths, 256, max_batch_tokens)):
+        ids, lens, _ = collate(split, batch)
+        for features, targets in model(torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device)):
+            total += float(model.full_loss(features, targets))
+            count += len(targets)
+    total, count = world.sum([total, float(count)])
+    return total / max(count, 1)
+
+
+# --- starting `zoo train` from a pretrain run ------------------------------------------------------------------
+
+
+def pretrained_record(path: Path, config: RunConfig) -> dict:
+    """What config.json records of `--init-from PATH`: a pretrain run dir (its lm.pt) or one of its snapshots.
+
+    The classifier's architecture, encoder hyperparameters and embedding size must be the language model's.
+    """
+    path = Path(path)
+    weights = path / LM_WEIGHTS if path.is_dir() else path
+    folder = path if path.is_dir() else (path.parent.parent if path.parent.name == SNAPSHOTS else path.parent)
+    if not (folder / "config.json").is_file() or RunDir(folder).read_info().get("kind") != KIND:
+        raise ConfigError(f"--init-from {path}: not a `zoo pretrain` run directory (or a snapshot inside one)")
+    run = RunDir(folder)
+    if not weights.is_file():
+        raise ConfigError(f"--init-from {path}: {weights} does not exist yet (the run has not finished a "
+                          "validation); wait for it, or name one of its snapshots")
+    pretrained = run.config()
+    differences = [f"architecture {pretrained.architecture!r} vs {config.architecture!r}"] \
+        if pretrained.architecture != config.architecture else []
+    ours, theirs = config.to_dict(), pretrained.to_dict()
+    differences += [f"encoder.{k} = {theirs['encoder'][k]!r} vs {v!r}" for k, v in ours["encoder"].items()
+                    if theirs["encoder"].get(k) != v]
+    if pretrained.classifier.embedding_dim != config.classifier.embedding_dim:
+        differences.append(f"classifier.embedding_dim = {pretrained.classifier.embedding_dim} vs "
+                           f"{config.classifier.embedding_dim}")
+    if differences:
+        raise ConfigError(f"--init-from {path}: the pretrained model does not fit this one (pretrained vs this "
+                          f"run: {'; '.join(differences)}); train a recipe with the same sizes (see `zoo info`)")
+    return {"run": str(folder.resolve()), "weights": str(weights.resolve()), "sha256": _sha256(weights),
+            "tokenizer_sha256": run.tokenizer().sha256}
+
+
+def pretrained_tokenizer(record: dict):
+    """The pretrain run's tokenizer (the classifier reads text exactly as the language model did)."""
+    tokenizer = RunDir(Path(record["run"])).tokenizer()
+    if tokenizer.sha256 != record["tokenizer_sha256"]:
+        raise CheckpointError(f"the tokenizer of {record['run']} changed since this run started from it")
+    return tokenizer
+
+
+def load_pretrained(model: torch.nn.Module, record: dict) -> None:
+    """Copy the language model's embedding and encoder weights into the classifier."""
+    weights = Path(record["weights"])
+    if not weights.is_file() or _sha256(weights) != record["sha256"]:
+        raise CheckpointError(f"{weights} is missing or changed since this run was started from it; start a new run")
+    state = load_torch(weights)
+    subset = {k: v for k, v in state.items() if k.startswith(("embedding.", "encoder."))}
+    try:
+        missing, unexpected = model.load_state_dict(subset, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights} does not fit this model: {exc}") from None
+    left_out = [k for k in missing if k.startswith(("embedding.", "encoder."))]
+    if left_out or unexpected:
+        raise CheckpointError(f"{weights} does not fit this model: missing {left_out}, unexpected {unexpected}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
