@@ -102,6 +102,9 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tiny_data, lm_run, tm
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
     wrong = run_zoo("train", "--resume", str(out))
     assert wrong.returncode == 1 and "zoo pretrain --resume" in wrong.stderr
+    for command in (["evaluate", str(out)], ["predict", str(out), "great film"], ["export", str(out), "--format", "onnx"]):
+        result = run_zoo(*command)
+        assert result.returncode == 1 and "--init-from" in result.stderr and "Traceback" not in result.stderr, command
 
 
 def test_budget_stops_and_snapshots(tiny_data, tmp_path):

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo.cache import cache_dir, cache_lock
 from zoo.errors import DataError
 from zoo.stanford import HINT, find_stanford_folder, load_stanford
 
@@ -334,8 +335,10 @@ def _load_files(files: dict[str, Path]) -> dict:
         if builder == "parquet":
             _check_parquet_files([path])
         try:
-            out[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split,
-                                               cache_dir=_datasets_cache([path]), **options)
+            cache = _datasets_cache([path])
+            with cache_lock(cache):
+                out[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split,
+                                                   cache_dir=str(cache), **options)
         except Exception as exc:  # datasets raises many types for malformed files
             cause = exc.__cause__ or exc
             raise DataError(f"cannot read {path} as {builder}: {type(cause).__name__}: {cause}") from None
@@ -351,24 +354,23 @@ def _load_folder(folder: Path, config: str | None) -> dict:
     _check_parquet_files([p for p in data_files if p.suffix.lower() == ".parquet"])
     try:
         cache = _datasets_cache([p for p in folder.rglob("*") if p.is_file()])
-        loaded = datasets.load_dataset(str(folder), *([config] if config else []), cache_dir=cache)
+        with cache_lock(cache):  # processes started together (torchrun) prepare it once
+            loaded = datasets.load_dataset(str(folder), *([config] if config else []), cache_dir=str(cache))
     except Exception as exc:  # datasets raises many types for malformed folders and files
         cause = exc.__cause__ or exc
         raise DataError(f"cannot load {folder} with datasets.load_dataset: {type(cause).__name__}: {cause}") from None
     return dict(loaded)
 
 
-def _datasets_cache(files: list[Path]) -> str:
+def _datasets_cache(files: list[Path]) -> Path:
     """A `datasets` cache folder for exactly these files as they are now (paths, sizes, modification times).
 
     `datasets`' own cache key can miss a change: two folders with the same name and the same README configs
     shared one cache entry, and the second loaded the first one's rows. Keyed by the files themselves, a change
     or another folder always gets its own entry.
     """
-    from zoo.cache import cache_dir
-
     stats = sorted((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return str(cache_dir() / "datasets" / hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16])
+    return cache_dir() / "datasets" / hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 def _check_parquet_files(files: list[Path]) -> None:

@@ -223,6 +223,9 @@ class RunDir:
 
         from zoo.model import build_classifier
 
+        if self.read_info().get("kind") == "pretrain":
+            raise CheckpointError(f"{self.path} is a `zoo pretrain` run (a language model, not a classifier): "
+                                  f"fine-tune it with `zoo train RECIPE --init-from {self.path}`, then use that run")
         config = self.config()
         model = build_classifier(config, self.tokenizer().vocab_size, len(self.classes()))
         state = load_torch(self.file(WEIGHTS))
