@@ -8,6 +8,8 @@ with --readme, the table into README.md between the PRETRAINING markers.
 
     python bench/pretrain_finetune.py --data ../shared/datasets/imdb --budget 60 --snapshot-minutes 15 --seeds 0 1
     python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots minutes-0030 --no-baseline
+    python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots lm --no-baseline \
+        --ft-set train.lr_decay=1.0 train.unfreeze_fraction=0.0     # the schedules' ablation
 
 Every command runs as a real `zoo` process; the pretraining runs can be reused
 (--pretrain-runs) to fine-tune more snapshots later. Full runs take hours on a
@@ -48,8 +50,9 @@ def pretrain(args, seed: int) -> Path:
 
 
 def fine_tune(args, seed: int, start: Path | None, name: str) -> dict:
-    extra = ["--init-from", str(start)] if start else []
-    return zoo("train", args.ft_recipe, "--data", args.data, "--out", str(args.out / f"ft-seed{seed}-{name}"),
+    extra = (["--init-from", str(start)] if start else []) + [f"--set={s}" for s in args.ft_set]
+    tag = "".join(f"-{s.replace('=', '')}" for s in args.ft_set)
+    return zoo("train", args.ft_recipe, "--data", args.data, "--out", str(args.out / f"ft-seed{seed}-{name}{tag}"),
                "--seed", str(seed), "--threads", str(args.threads), *extra)
 
 
@@ -83,6 +86,8 @@ def main() -> None:
     parser.add_argument("--snapshots", nargs="*", default=None,
                         help="fine-tune only the snapshots whose names start with these (and `lm` for lm.pt)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tuning recipe without pretraining")
+    parser.add_argument("--ft-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="settings for the fine-tuning runs (an ablation; its rows are not written to the README)")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +117,7 @@ def main() -> None:
     print("\n".join(table.values()))
     _plot(by_minutes, args.out / "pretraining-curve.png")
     (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
-    if args.readme:
+    if args.readme and not args.ft_set:
         header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) | fine-tuning minutes (max) | date |",
                   "| --- | --- | --- | --- | --- |"]
         replace_rows(ROOT / "README.md", "<!-- PRETRAINING:BEGIN -->", "<!-- PRETRAINING:END -->", header, table)
