@@ -110,6 +110,8 @@ def join_world(device: str) -> World:
 
 
 def leave_world(world: World) -> None:
+    """Tear the process group down; after a run that succeeded, the loops first meet at a barrier (a rank that
+    destroyed its group while another was still in a collective aborted the process under gloo)."""
     if world.size > 1:
         import torch.distributed as dist
 

@@ -198,7 +198,9 @@ def open_job(resume: Path | None, out: Path | None, config: RunConfig | None, da
     config = run.config()
     checkpoint, progress = read_checkpoint(run, progress_type)
     if progress.finished:
-        raise ConfigError(f"{run.path} has finished training")
+        after = (f"evaluate it with `zoo evaluate {run.path}`" if kind == "train"
+                 else f"fine-tune from it with `zoo train RECIPE --init-from {run.path}`")
+        raise ConfigError(f"{run.path} has finished training; {after}")
     run.metrics()  # a corrupt metrics file is an error now, not after the training it would have lost
     metrics = run.file(METRICS)
     if checkpoint is not None and (metrics.stat().st_size if metrics.is_file() else 0) < progress.metrics_bytes:

@@ -95,7 +95,9 @@ def pretrain(request: PretrainRequest) -> dict:
                 spec = request.data if isinstance(request.data, DataSpec) else DataSpec(source=request.data)
                 first_record(job, spec.to_dict(), KIND, {"budget_minutes": request.budget_minutes})
             world.barrier()
-            return _pretrain(job, request, device, world)
+            summary = _pretrain(job, request, device, world)
+            world.barrier()  # every rank done before any tears the group down
+            return summary
     finally:
         leave_world(world)
 

@@ -142,7 +142,9 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
             if not request.resume and world.main:  # written first, so that a run killed later can be resumed
                 first_record(job, _spec_of(request.data).to_dict(), "train", {"init_from": init_from} if init_from else None)
             world.barrier()
-            return _train(job, request, device, world, step_callback)
+            summary = _train(job, request, device, world, step_callback)
+            world.barrier()  # every rank done before any tears the group down
+            return summary
     finally:
         leave_world(world)
 
