@@ -156,7 +156,8 @@ def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> 
     verify_causal(model, origin(config.architecture))
     optimizer = make_optimizer(model, tc)
     sampled = SampledSoftmax(token_counts(texts, tokenizer.vocab_size), pc.samples, device)
-    sampler = BucketBatchSampler(texts.lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
+    chunk_lengths = texts.lengths  # a property that diffs every offset: computed once, not per step
+    sampler = BucketBatchSampler(chunk_lengths, tc.batch_size, tc.max_batch_tokens, tc.seed)
     planned = sum(len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs))
     total_steps = min(planned, job.max_steps or sys.maxsize)
     parts = {"model": model, "optimizer": optimizer}
@@ -204,7 +205,7 @@ def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> 
             started = time.perf_counter()
             while progress.step_in_epoch < len(batches) and progress.global_step < total_steps and not out_of_budget():
                 batch = batches[progress.step_in_epoch]
-                predictions = directions * int((texts.lengths[batch] - 1).sum())  # the global batch's count
+                predictions = directions * int((chunk_lengths[batch] - 1).sum())  # the global batch's count
                 set_learning_rates(optimizer, schedule_rate(), progress.global_step, total_steps, tc)
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, tokens = _lm_step(net, model, sampled, texts, batch, predictions, world, device)
