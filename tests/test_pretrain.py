@@ -9,7 +9,8 @@ import torch
 
 import conftest
 from conftest import run_zoo
-from zoo.errors import ConfigError, PluginError
+from zoo.data import load_splits
+from zoo.errors import ConfigError, DataError, PluginError
 from zoo.language_model import SampledSoftmax, build_language_model, chunked, verify_causal
 from zoo.loop import group_scale
 from zoo.encoded import EncodedSplit
@@ -53,6 +54,43 @@ def test_pretrain_run_reads_train_and_unsupervised_texts_only(lm_run):
     assert epochs[1]["validation_perplexity"] < epochs[0]["validation_perplexity"] < 80
     assert summary["best_validation_perplexity"] == pytest.approx(epochs[1]["validation_perplexity"])
     assert "test" not in {r["type"] for r in records(out)}
+
+
+def test_unlabelled_texts_that_repeat_validation_or_test_texts_are_left_out(tmp_path):
+    from datasets import Dataset
+
+    from imdb_fixtures import write_hub_folder
+
+    folder = write_hub_folder(tmp_path / "hub", train=60, test=30, unsup=5)
+    plain = load_splits(str(folder), with_unsupervised=True)
+    test_text, validation_text, train_text = plain.test[0]["text"], plain.validation[0]["text"], plain.train[0]["text"]
+    unlabelled = [f"  {test_text.replace(' ', '<br />', 1)} ", validation_text.replace(" ", "   "), train_text, "fresh words"]
+    Dataset.from_dict({"text": unlabelled, "label": [-1] * 4}).to_parquet(
+        str(folder / "plain_text" / "unsupervised-00000-of-00001.parquet"))
+    splits = load_splits(str(folder), with_unsupervised=True)
+    assert splits.held_out_unsupervised == 2  # equal up to HTML line breaks and whitespace
+    assert splits.unsupervised["text"] == [train_text, "fresh words"]  # train texts are the classifier's own anyway
+    assert splits.fingerprint != plain.fingerprint
+
+
+def test_init_from_refuses_a_language_model_that_learned_the_test_texts(tiny_data, lm_run, tmp_path):
+    from datasets import Dataset
+
+    lm, _ = lm_run
+    ours = load_splits(tiny_data)
+    learned = load_splits(tiny_data, with_unsupervised=True).unsupervised["text"]
+    train_file, test_file = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    Dataset.from_dict({"text": ours.test["text"], "label": ours.test["label"]}).to_json(str(train_file))
+    Dataset.from_dict({"text": learned[:7] + ours.train["text"][:3], "label": [0] * 5 + [1] * 5}).to_json(str(test_file))
+    args = ["train", "bilstm", "--data", f"train={train_file},test={test_file}", "--threads", "1",
+            *[f"--set={s}" for s in conftest.TINY], "--init-from", str(lm), "--out", str(tmp_path / "run")]
+    result = run_zoo(*args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "learned from 10 of its test texts" in result.stderr and "zoo pretrain" in result.stderr
+    assert not (tmp_path / "run" / "model.pt").exists()
+    with pytest.raises(DataError, match="learned from 10 of its test texts"):  # the API says the same
+        train(TrainRequest(resolve("bilstm", conftest.TINY), data=f"train={train_file},test={test_file}",
+                           out=tmp_path / "api", threads=1, init_from=lm))
 
 
 def test_chunks_cover_every_token_once():

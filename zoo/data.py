@@ -19,7 +19,9 @@ split is normalized to two columns, `text` and `label`.
 Splits: `validation` is the dataset's own when it has one, else a seeded,
 label-stratified 10% of train (IMDB: 22,500 / 2,500). `test` is only ever used for
 final evaluation, and may be missing. `limit_train` keeps a seeded random subset of
-train for quick looks. `unsupervised` (IMDB's 50,000 unlabeled reviews) is optional.
+train for quick looks. `unsupervised` (IMDB's 50,000 unlabeled reviews) is optional;
+it never holds a validation or test text: rows equal to one (after normalization and
+whitespace folding) are left out (IMDB's repeats 270 test and 42 validation reviews).
 
 Text normalization (exported models depend on it): HTML line breaks (`<br />`,
 `<br/>`, `<br>`, any case) and NUL characters become one space; everything else is
@@ -107,6 +109,7 @@ class Splits:
     unsupervised: "Dataset | None"
     columns: tuple[str, str]  # the source's text and label columns
     own_validation: bool  # False: validation was carved from train
+    held_out_unsupervised: int = 0  # unlabelled rows left out because they repeat a validation or test text
 
     def named(self) -> dict[str, "Dataset"]:
         out = {"train": self.train, "validation": self.validation}
@@ -142,6 +145,7 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
         if "unsupervised" not in raw:
             raise DataError(f"{source} has no 'unsupervised' split of unlabeled texts")
         unsupervised = raw["unsupervised"].select_columns([text_column]).rename_columns({text_column: "text"})
+        unsupervised, held_out = _without_texts(unsupervised, [validation, normalized.get("test")])
         unsupervised = unsupervised.add_column("label", np.full(len(unsupervised), -1, dtype=np.int64))  # no labels
     parts = [content_fingerprint(normalized[name]) if name in normalized else "-" for name in ("train", "validation", "test")]
     if unsupervised is not None:  # a run that learns from the unlabelled texts depends on them too
@@ -149,7 +153,22 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
     key = "|".join([*parts, json.dumps(classes), f"{VALIDATION_FRACTION}", f"{seed}", f"{spec.limit_train}", "content-2"])
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Splits(source, fingerprint, classes, train, validation, normalized.get("test"), unsupervised,
-                  (text_column, label_column), own_validation)
+                  (text_column, label_column), own_validation, held_out if unsupervised is not None else 0)
+
+
+def text_digests(texts: list[str], distinct: bool = True) -> np.ndarray:
+    """64-bit digests of texts (sorted and distinct unless `distinct` is False), equal for texts that differ only
+    in HTML line breaks or whitespace: what "the same text" means when held-out texts are kept from pretraining."""
+    digests = np.array([int.from_bytes(hashlib.blake2b(" ".join(normalize_text(t).split()).encode(),
+                                                       digest_size=8).digest(), "little") for t in texts], dtype=np.uint64)
+    return np.unique(digests) if distinct else digests
+
+
+def _without_texts(dataset: "Dataset", held_out: list["Dataset | None"]) -> tuple["Dataset", int]:
+    """`dataset` without the rows whose text is also a text of a `held_out` split; and how many were left out."""
+    banned = text_digests([t for split in held_out if split is not None for t in split["text"]])
+    keep = ~np.isin(text_digests(dataset["text"], distinct=False), banned)
+    return (dataset if keep.all() else dataset.select(np.flatnonzero(keep))), int((~keep).sum())
 
 
 def content_fingerprint(dataset: "Dataset") -> str:

@@ -2,7 +2,9 @@
 
 Read it top to bottom: `pretrain()`. The data is the train split (the texts
 only, never validation or test) and the `unsupervised` split when the data has
-one; the tokenizer is trained on those same texts. Texts are cut into chunks of
+one, less any unlabelled text that repeats a validation or test text; the
+tokenizer is trained on those same texts, and `texts.npy` lists their digests so
+that a fine-tuning run on other data can check it is not evaluated on them. Texts are cut into chunks of
 `pretrain.chunk_tokens` and batched by length like `zoo train`'s reviews (the
 encoder contract takes no initial state, so every chunk is read from its start
 and padding stays exact). Validation perplexity (full softmax) on the first
@@ -26,15 +28,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from zoo.batching import BucketBatchSampler, collate, evaluation_batches
 from zoo.config import RunConfig
-from zoo.data import DataSpec, absolute_source
+from zoo.data import DataSpec, Splits, absolute_source, text_digests
 from zoo.distributed import World, join_world, leave_world
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, ConfigError, DataError
 from zoo.faults import failpoint
+from zoo.files import atomic_write
 from zoo.language_model import (LanguageModel, SampledSoftmax, build_language_model, chunked, perplexity,
                                 token_counts, verify_causal)
 from zoo.loop import (Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate, library_versions,
@@ -45,6 +49,7 @@ from zoo.rundir import TOKENIZER, RunDir, load_torch, save_torch
 from zoo.tokenizer import tokenizer_for
 
 LM_WEIGHTS = "lm.pt"  # the kept (best validation perplexity) language model
+LM_TEXTS = "texts.npy"  # digests of the texts the language model learned from (zoo.data.text_digests)
 SNAPSHOTS = "snapshots"
 KIND = "pretrain"
 SCHEDULE_RESOLUTION = 10_000  # a --budget run's schedule steps through this many fractions of the budget
@@ -114,6 +119,9 @@ def _load_texts(job: Job, request: PretrainRequest, world: World):
         print(f"note: {exc}; pretraining on the train split's texts alone", file=sys.stderr)
         splits = run.load_data(job.data, request.allow_other_data)
         names = ("train", "validation")
+    if splits.held_out_unsupervised:
+        print(f"note: left out {splits.held_out_unsupervised:,} unlabelled texts that repeat a validation or test text",
+              file=sys.stderr)
     tokenizer_config = job.config.tokenizer
     tokenizer_config.use_unsupervised = splits.unsupervised is not None
     tokenizer = tokenizer_for(splits, tokenizer_config)
@@ -129,10 +137,13 @@ def _load_texts(job: Job, request: PretrainRequest, world: World):
     recorded = info.get("tokenizer", {}).get("sha256")
     if recorded is None and world.main:
         shutil.copyfile(tokenizer.path, run.file(TOKENIZER))
+        learned = text_digests([text for name in names if name != "validation" for text in splits.named()[name]["text"]])
+        atomic_write(run.file(LM_TEXTS), lambda f: np.save(f, learned, allow_pickle=False))
         run.write_info(info | {
             "config": job.config.to_dict(),
             "data": info["data"] | {"source": absolute_source(splits.source), "fingerprint": splits.fingerprint,
                                     "with_unsupervised": splits.unsupervised is not None,
+                                    "held_out_unsupervised": splits.held_out_unsupervised,
                                     "texts": {n: len(encoded[n]) for n in names if n != "validation"},
                                     "validation_texts": min(len(encoded["validation"]), pc.eval_texts or sys.maxsize),
                                     "chunks": {"train": len(texts), "validation": len(validation)}},
@@ -359,6 +370,33 @@ def pretrained_tokenizer(record: dict):
     if tokenizer.sha256 != record["tokenizer_sha256"]:
         raise CheckpointError(f"the tokenizer of {record['run']} changed since this run started from it")
     return tokenizer
+
+
+def check_held_out(record: dict, splits: Splits) -> None:
+    """Refuse to fine-tune on data whose validation or test texts the language model learned from (its figures
+    would be inflated); texts of the run's own train split do not count, the classifier learns from them anyway."""
+    path = Path(record["run"]) / LM_TEXTS
+    if not path.is_file():
+        print(f"note: {record['run']} does not list the texts it learned from (it was made by an older zoo), so "
+              "nothing checks that this run's validation and test texts were not among them", file=sys.stderr)
+        return
+    try:
+        learned = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+    own = text_digests(splits.train["text"])
+    seen = {}
+    for name in ("validation", "test"):
+        split = getattr(splits, name)
+        if split is not None:
+            digests = text_digests(split["text"], distinct=False)
+            seen[name] = int((np.isin(digests, learned) & ~np.isin(digests, own)).sum())
+    if any(seen.values()):
+        counts = " and ".join(f"{n:,} of its {name} texts" for name, n in seen.items() if n)
+        raise DataError(f"--init-from {record['run']}: the language model learned from {counts} ({splits.source}); "
+                        "validation and test figures would be inflated. Pretrain on data that holds them out: "
+                        "`zoo pretrain` leaves out the unlabelled texts that repeat its own --data's validation "
+                        "or test texts, so pretrain with this --data")
 
 
 def load_pretrained(model: torch.nn.Module, record: dict) -> None:

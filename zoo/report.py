@@ -76,6 +76,8 @@ def write_pretrain_card(run: RunDir, summary: dict) -> None:
     info = run.read_info()
     data = info["data"]
     texts = ", ".join(f"{name} {count:,}" for name, count in data.get("texts", {}).items())
+    held_out = (f", and {data['held_out_unsupervised']:,} unlabelled texts that repeat a validation or test text "
+                "were left out") if data.get("held_out_unsupervised") else ""
     lines = [
         f"# {run.path.name}: {summary['recipe']} ({summary['architecture']}) language model",
         "",
@@ -93,8 +95,8 @@ def write_pretrain_card(run: RunDir, summary: dict) -> None:
         f"| device / threads / processes | {info['device']} / {info['threads']} / {info.get('processes', 1)} |",
         "",
         f"Texts: `{data['source']}` ({texts}); the language model and its tokenizer never read the validation "
-        f"split (its first {data.get('validation_texts', 0):,} texts measure perplexity) nor the test split. "
-        "Tokenizer: SentencePiece trained on the same "
+        f"split (its first {data.get('validation_texts', 0):,} texts measure perplexity) nor the test split"
+        f"{held_out}. Tokenizer: SentencePiece trained on the same "
         f"training texts (vocab {info['tokenizer']['vocab_size']:,}).",
         "",
         "```json",

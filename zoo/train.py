@@ -96,13 +96,14 @@ def weight_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
 def _load_data(job: Job, request: TrainRequest, world: World):
     """The splits, the tokenizer (trained on train only, or the pretrained run's) and the encoded splits; checked
     against the run's record. Rank 0 records them."""
-    from zoo.pretrain import pretrained_tokenizer
+    from zoo.pretrain import check_held_out, pretrained_tokenizer
 
     run, info = job.run, job.run.read_info()
     # the unlabelled texts are read when the tokenizer learns from them (not when it comes from a pretrain run)
     unlabelled = job.config.tokenizer.use_unsupervised and not info.get("init_from")
     splits = run.load_data(job.data, request.allow_other_data, with_unsupervised=unlabelled)  # config.json's data
     if info.get("init_from"):
+        check_held_out(info["init_from"], splits)
         tokenizer = pretrained_tokenizer(info["init_from"])
     else:
         tokenizer = tokenizer_for(splits, job.config.tokenizer)
