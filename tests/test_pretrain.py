@@ -93,6 +93,14 @@ def test_init_from_refuses_a_language_model_that_learned_the_test_texts(tiny_dat
                            out=tmp_path / "api", threads=1, init_from=lm))
 
 
+def test_a_fine_tuning_recipe_on_data_without_unlabelled_texts_says_what_to_do(tmp_path):
+    rows = "\n".join(json.dumps({"text": f"words {i}", "label": i % 2}) for i in range(20))
+    (tmp_path / "train.jsonl").write_text(rows)
+    result = run_zoo("train", "bilstm-ft", "--data", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "--init-from" in result.stderr and "--set tokenizer.use_unsupervised=false" in result.stderr
+
+
 def test_chunks_cover_every_token_once():
     split = EncodedSplit.from_lists("x", [[1, 2, 3, 4, 5], [6], [7, 8, 9]], [0, 0, 0])
     other = EncodedSplit.from_lists("y", [[10, 11, 12, 13]], [-1])

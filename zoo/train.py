@@ -31,7 +31,7 @@ from zoo.config import RunConfig
 from zoo.data import DataSpec, absolute_source
 from zoo.distributed import World, join_world, leave_world
 from zoo.encoded import encode_splits
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, DataError
 from zoo.evaluate import split_logits
 from zoo.faults import failpoint
 from zoo.loop import (Interrupted, Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate,  # noqa: F401
@@ -101,7 +101,14 @@ def _load_data(job: Job, request: TrainRequest, world: World):
     run, info = job.run, job.run.read_info()
     # the unlabelled texts are read when the tokenizer learns from them (not when it comes from a pretrain run)
     unlabelled = job.config.tokenizer.use_unsupervised and not info.get("init_from")
-    splits = run.load_data(job.data, request.allow_other_data, with_unsupervised=unlabelled)  # config.json's data
+    try:
+        splits = run.load_data(job.data, request.allow_other_data, with_unsupervised=unlabelled)  # config.json's data
+    except DataError as exc:
+        if unlabelled and "no 'unsupervised' split" in str(exc):
+            raise DataError(f"{exc}; recipe {job.config.recipe!r} reads them (tokenizer.use_unsupervised = true): start "
+                            "from a language model with --init-from PRETRAIN_RUN, or add "
+                            "--set tokenizer.use_unsupervised=false") from None
+        raise
     if info.get("init_from"):
         check_held_out(info["init_from"], splits)
         tokenizer = pretrained_tokenizer(info["init_from"])
