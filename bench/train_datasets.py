@@ -5,14 +5,20 @@ macro-F1 (best validation epoch, evaluated once), best validation accuracy, epoc
 whole command, tokens/s, and the command. With --readme, each row of the table between the DATASETS
 markers in README.md is replaced (or added); the rest of the block is kept.
 
-    python bench/train_datasets.py --datasets sst2 sst5 --recipes bilstm-sent gru-sent [--readme]
+    python bench/train_datasets.py --datasets sst2 sst5 --recipes bilstm classic [--seeds 0 1 2] [--readme]
     python bench/train_datasets.py --datasets imdb --recipes bilstm --set train.eval_every=0
+    python bench/train_datasets.py --datasets sst2 --recipes bilstm-ft --init-from runs/lm-seed0 \
+        --row-name "bilstm-ft from an IMDB LM" --seeds 0 1 2     # transfer from `zoo pretrain` on IMDB
+
+With several seeds, a row shows the mean test accuracy and each seed's in brackets; the other columns are
+means too (epochs and wall seconds per run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -49,10 +55,18 @@ def run(dataset: str, recipe: str, runs: Path, extra: list[str], threads: int | 
     return summary | {"dataset": dataset, "wall_seconds": round(wall, 1), "command": " ".join(shown)}
 
 
-def table_row(r: dict) -> str:
-    return (f"| {r['dataset']} | {r['recipe']} | {100 * r['test_accuracy']:.2f} | {100 * r['test_macro_f1']:.2f} | "
-            f"{100 * r['best_validation_accuracy']:.2f} ({r['best_epoch']}) | {r['epochs']} | {r['wall_seconds']:,.0f} | "
-            f"{r['tokens_per_second']:,.0f} | {ANCHORS.get(r['dataset'], '')} | `{r['command']}` |")
+def table_row(name: str, runs: list[dict]) -> str:
+    """One row for a recipe on a dataset: a single run's figures, or the seeds' means (test accuracy per seed)."""
+    r, mean = runs[0], lambda key: statistics.mean(run[key] for run in runs)
+    test = f"{100 * mean('test_accuracy'):.2f}"
+    if len(runs) > 1:
+        test += " (" + ", ".join(f"{100 * run['test_accuracy']:.2f}" for run in runs) + ")"
+    best = f"{100 * r['best_validation_accuracy']:.2f} ({r['best_epoch']})" if len(runs) == 1 else \
+        f"{100 * mean('best_validation_accuracy'):.2f}"
+    command = r["command"] + (f" --seed {{{','.join(str(run['seed']) for run in runs)}}}" if len(runs) > 1 else "")
+    return (f"| {r['dataset']} | {name} | {test} | {100 * mean('test_macro_f1'):.2f} | {best} | {mean('epochs'):.3g} | "
+            f"{mean('wall_seconds'):,.0f} | {mean('tokens_per_second'):,.0f} | {ANCHORS.get(r['dataset'], '')} | "
+            f"`{command}` |")
 
 
 def main() -> None:
@@ -62,18 +76,26 @@ def main() -> None:
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench"))
     parser.add_argument("--set", dest="extra", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: all cores)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train each row once per seed (--seed N)")
+    parser.add_argument("--init-from", default=None, help="a `zoo pretrain` run every recipe starts from")
+    parser.add_argument("--row-name", default=None, help="the table's name for the recipe (default: its name)")
     parser.add_argument("--readme", action="store_true", help="write the rows into README.md")
     args = parser.parse_args()
-    rows = []
+    extra = [f"--set={s}" for s in args.extra] + (["--init-from", args.init_from] if args.init_from else [])
+    rows = {}
     for dataset in args.datasets:
         for recipe in args.recipes:
-            row = run(dataset, recipe, Path(args.runs), [f"--set={s}" for s in args.extra], args.threads)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-    print("\n".join(HEADER + [table_row(r) for r in rows]))
+            runs = []
+            for seed in args.seeds or [None]:
+                row = run(dataset, recipe, Path(args.runs), extra + (["--seed", str(seed)] if seed is not None else []),
+                          args.threads)
+                print(json.dumps(row | {"seed": seed}), flush=True)
+                runs.append(row | {"seed": seed, "command": row["command"].replace(f" --seed {seed}", "")})
+            name = args.row_name or recipe
+            rows[f"| {dataset} | {name} |"] = table_row(name, runs)
+    print("\n".join(HEADER + list(rows.values())))
     if args.readme:
-        replace_rows(ROOT / "README.md", BEGIN, END, HEADER,
-                     {f"| {r['dataset']} | {r['recipe']} |": table_row(r) for r in rows})
+        replace_rows(ROOT / "README.md", BEGIN, END, HEADER, rows)
 
 
 if __name__ == "__main__":
