@@ -4,10 +4,10 @@ Read it top to bottom: `pretrain()`. The data is the train split (the texts
 only, never validation or test) and the `unsupervised` split when the data has
 one, less any unlabelled text that repeats a validation or test text; the
 tokenizer is trained on those same texts, and `texts.npy` lists their digests so
-that a fine-tuning run on other data can check it is not evaluated on them. Texts are cut into chunks of
-`pretrain.chunk_tokens` and batched by length like `zoo train`'s reviews (the
-encoder contract takes no initial state, so every chunk is read from its start
-and padding stays exact). Validation perplexity (full softmax) on the first
+that a fine-tuning run on other data can check it is not evaluated on them.
+Texts are cut into chunks of `pretrain.chunk_tokens` and batched by length like
+`zoo train`'s reviews (the encoder contract takes no initial state, so every
+chunk is read from its start and padding stays exact). Validation perplexity (full softmax) on the first
 `pretrain.eval_texts` validation texts picks the kept weights (`lm.pt`).
 
 The run directory is resumable exactly like a `zoo train` run (`last.pt`,
@@ -394,9 +394,8 @@ def check_held_out(record: dict, splits: Splits) -> None:
     if any(seen.values()):
         counts = " and ".join(f"{n:,} of its {name} texts" for name, n in seen.items() if n)
         raise DataError(f"--init-from {record['run']}: the language model learned from {counts} ({splits.source}); "
-                        "validation and test figures would be inflated. Pretrain on data that holds them out: "
-                        "`zoo pretrain` leaves out the unlabelled texts that repeat its own --data's validation "
-                        "or test texts, so pretrain with this --data")
+                        "validation and test figures would be inflated. Pretrain with this --data instead "
+                        "(`zoo pretrain` never learns from its own data's validation or test texts)")
 
 
 def load_pretrained(model: torch.nn.Module, record: dict) -> None:
