@@ -57,13 +57,13 @@ def run(dataset: str, recipe: str, runs: Path, extra: list[str], threads: int | 
 
 def table_row(name: str, runs: list[dict]) -> str:
     """One row for a recipe on a dataset: a single run's figures, or the seeds' means (test accuracy per seed)."""
-    r, mean = runs[0], lambda key: statistics.mean(run[key] for run in runs)
+    r, mean = runs[0], lambda key: statistics.mean(one[key] for one in runs)
     test = f"{100 * mean('test_accuracy'):.2f}"
     if len(runs) > 1:
-        test += " (" + ", ".join(f"{100 * run['test_accuracy']:.2f}" for run in runs) + ")"
+        test += " (" + ", ".join(f"{100 * one['test_accuracy']:.2f}" for one in runs) + ")"
     best = f"{100 * r['best_validation_accuracy']:.2f} ({r['best_epoch']})" if len(runs) == 1 else \
         f"{100 * mean('best_validation_accuracy'):.2f}"
-    command = r["command"] + (f" --seed {{{','.join(str(run['seed']) for run in runs)}}}" if len(runs) > 1 else "")
+    command = r["command"] + (f" --seed {{{','.join(str(one['seed']) for one in runs)}}}" if len(runs) > 1 else "")
     return (f"| {r['dataset']} | {name} | {test} | {100 * mean('test_macro_f1'):.2f} | {best} | {mean('epochs'):.3g} | "
             f"{mean('wall_seconds'):,.0f} | {mean('tokens_per_second'):,.0f} | {ANCHORS.get(r['dataset'], '')} | "
             f"`{command}` |")
@@ -85,14 +85,14 @@ def main() -> None:
     rows = {}
     for dataset in args.datasets:
         for recipe in args.recipes:
-            runs = []
+            seeded = []
             for seed in args.seeds or [None]:
                 row = run(dataset, recipe, Path(args.runs), extra + (["--seed", str(seed)] if seed is not None else []),
                           args.threads)
                 print(json.dumps(row | {"seed": seed}), flush=True)
-                runs.append(row | {"seed": seed, "command": row["command"].replace(f" --seed {seed}", "")})
+                seeded.append(row | {"seed": seed, "command": row["command"].replace(f" --seed {seed}", "")})
             name = args.row_name or recipe
-            rows[f"| {dataset} | {name} |"] = table_row(name, runs)
+            rows[f"| {dataset} | {name} |"] = table_row(name, seeded)
     print("\n".join(HEADER + list(rows.values())))
     if args.readme:
         replace_rows(ROOT / "README.md", BEGIN, END, HEADER, rows)
