@@ -140,7 +140,7 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
     if spec.limit_train is not None and spec.limit_train < len(train):
         keep = np.sort(np.random.default_rng(seed).permutation(len(train))[: spec.limit_train])
         train = train.select(keep)
-    unsupervised = None
+    unsupervised, held_out = None, 0
     if with_unsupervised:
         if "unsupervised" not in raw:
             raise DataError(f"{source} has no 'unsupervised' split of unlabeled texts")
@@ -153,7 +153,7 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
     key = "|".join([*parts, json.dumps(classes), f"{VALIDATION_FRACTION}", f"{seed}", f"{spec.limit_train}", "content-2"])
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
     return Splits(source, fingerprint, classes, train, validation, normalized.get("test"), unsupervised,
-                  (text_column, label_column), own_validation, held_out if unsupervised is not None else 0)
+                  (text_column, label_column), own_validation, held_out)
 
 
 def text_digests(texts: list[str], distinct: bool = True) -> np.ndarray:

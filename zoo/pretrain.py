@@ -7,8 +7,9 @@ tokenizer is trained on those same texts, and `texts.npy` lists their digests so
 that a fine-tuning run on other data can check it is not evaluated on them.
 Texts are cut into chunks of `pretrain.chunk_tokens` and batched by length like
 `zoo train`'s reviews (the encoder contract takes no initial state, so every
-chunk is read from its start and padding stays exact). Validation perplexity (full softmax) on the first
-`pretrain.eval_texts` validation texts picks the kept weights (`lm.pt`).
+chunk is read from its start and padding stays exact). Validation perplexity
+(full softmax) on the first `pretrain.eval_texts` validation texts picks the
+kept weights (`lm.pt`).
 
 The run directory is resumable exactly like a `zoo train` run (`last.pt`,
 `--resume`), stops at `--max-steps` or a `--budget` of training minutes (the
