@@ -26,6 +26,7 @@ from zoo import __version__
 from zoo.config import RunConfig, TrainConfig
 from zoo.distributed import World
 from zoo.errors import CheckpointError, ConfigError, ZooError
+from zoo.model import count_parameters
 from zoo.rundir import LAST, METRICS, WEIGHTS, RunDir, load_torch, new_run_dir, save_torch
 
 LAYER_GROUPS = ("head", "encoder", "embedding")  # top down: the order of discriminative rates and unfreezing
@@ -95,6 +96,39 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, rate: float, step: int,
                        config: TrainConfig) -> None:
     for group in optimizer.param_groups:
         group["lr"] = rate * group_scale(group["layer"], step, total, config)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_sum: float, config: TrainConfig,
+                   step: int, run: RunDir) -> None:
+    """One update after the backward pass: the loss and the clipped gradient norm checked finite first, so that
+    a diverging step changes no weight."""
+    require_finite(loss_sum, "loss", step, run)
+    if config.grad_clip:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        require_finite(float(norm), "gradient norm", step, run)
+    optimizer.step()
+
+
+def record_setup(run: RunDir, world: World, model: torch.nn.Module, device: str) -> None:
+    """What the run trains on, in config.json: parameter count, device, threads, processes, library versions."""
+    if world.main:
+        run.write_info(run.read_info() | {
+            "parameters": count_parameters(model), "device": device, "threads": torch.get_num_threads(),
+            "processes": world.size, "versions": library_versions()})
+
+
+def log_step(run: RunDir, world: World, bar, progress: Any, config: TrainConfig, step_loss: float, lr: float,
+             **shown: str) -> None:
+    """After a step: the progress bar (epoch, the loop's `shown` figures, tokens/s), and a `step` record every
+    log_every steps."""
+    rate = progress.tokens / max(progress.train_seconds, 1e-9)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(epoch=progress.epoch + 1, **shown, tok_s=f"{rate:,.0f}")
+    if config.log_every and progress.global_step % config.log_every == 0:
+        append_metric(run, world, {"type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
+                                   "loss": step_loss, "lr": lr, "tokens_per_second": rate,
+                                   "train_seconds": progress.train_seconds})
 
 
 def library_versions() -> dict[str, str]:

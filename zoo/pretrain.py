@@ -42,10 +42,11 @@ from zoo.faults import failpoint
 from zoo.files import atomic_write
 from zoo.language_model import (LanguageModel, SampledSoftmax, build_language_model, chunked, perplexity,
                                 token_counts, verify_causal)
-from zoo.loop import (Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate, library_versions,
-                      make_optimizer, metrics_truncate, open_job, pick_device, progress_bar, require_finite,
-                      restore_training_state, save_training_state, set_learning_rates, set_threads, weights_finite)
-from zoo.model import count_parameters, origin
+from zoo.loop import (Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate, log_step,
+                      make_optimizer, metrics_truncate, open_job, optimizer_step, pick_device, progress_bar,
+                      record_setup, require_finite, restore_training_state, save_training_state, set_learning_rates,
+                      set_threads, weights_finite)
+from zoo.model import origin
 from zoo.rundir import TOKENIZER, RunDir, load_torch, save_torch
 from zoo.tokenizer import tokenizer_for
 
@@ -86,6 +87,19 @@ class LMProgress:
     snapshots: int = 0
     metrics_bytes: int = 0
     finished: bool = False
+
+    def add_step(self, loss_sum: float, predictions: int, tokens: float, seconds: float) -> None:
+        self.global_step += 1
+        self.step_in_epoch += 1
+        self.epoch_loss += loss_sum
+        self.epoch_predictions += predictions
+        self.tokens += int(tokens)
+        self.train_seconds += seconds
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.step_in_epoch = self.epoch_predictions = 0
+        self.epoch_loss = 0.0
 
 
 def pretrain(request: PretrainRequest) -> dict:
@@ -176,10 +190,7 @@ def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> 
     if checkpoint is not None:
         restore_training_state(checkpoint, parts, run, world, device)
     metrics_truncate(run, world, progress.metrics_bytes)
-    if world.main:
-        run.write_info(run.read_info() | {
-            "parameters": count_parameters(model), "device": device, "threads": torch.get_num_threads(),
-            "processes": world.size, "versions": library_versions()})
+    record_setup(run, world, model, device)
     net = world.wrap(model, device)
     directions = 2 if model.bidirectional else 1
 
@@ -222,29 +233,12 @@ def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> 
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, tokens = _lm_step(net, model, sampled, texts, batch, predictions, world, device)
                 loss_sum, tokens, seconds = world.sum([loss_sum, tokens, time.perf_counter() - started])
-                require_finite(loss_sum, "loss", progress.global_step + 1, run)
-                if tc.grad_clip:
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    require_finite(float(norm), "gradient norm", progress.global_step + 1, run)
-                optimizer.step()
-
-                progress.global_step += 1
-                progress.step_in_epoch += 1
-                progress.epoch_loss += loss_sum
-                progress.epoch_predictions += predictions
-                progress.tokens += int(tokens)
-                progress.train_seconds += seconds / world.size  # the ranks' mean: every rank decides alike
+                optimizer_step(model, optimizer, loss_sum, tc, progress.global_step + 1, run)
+                # the ranks' mean time: every rank decides alike when the budget is spent
+                progress.add_step(loss_sum, predictions, tokens, seconds / world.size)
                 started = time.perf_counter()
-                rate = progress.tokens / max(progress.train_seconds, 1e-9)
-                train_loss = progress.epoch_loss / progress.epoch_predictions
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=progress.epoch + 1, ppl=f"{perplexity(train_loss):,.1f}",
-                                    tok_s=f"{rate:,.0f}")
-                if tc.log_every and progress.global_step % tc.log_every == 0:
-                    append_metric(run, world, {"type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
-                                               "loss": loss_sum / predictions, "lr": optimizer.param_groups[0]["lr"],
-                                               "tokens_per_second": rate, "train_seconds": progress.train_seconds})
+                log_step(run, world, bar, progress, tc, loss_sum / predictions, optimizer.param_groups[0]["lr"],
+                         ppl=f"{perplexity(progress.epoch_loss / progress.epoch_predictions):,.1f}")
                 if tc.eval_every and progress.global_step % tc.eval_every == 0:
                     val = validate()
                     append_metric(run, world, {"type": "validation", "epoch": progress.epoch + 1,
@@ -258,37 +252,43 @@ def _pretrain(job: Job, request: PretrainRequest, device: str, world: World) -> 
 
             # --- end of an epoch, of the steps or of the budget: validate, keep the best ---------------
             val = validate()
-            best = keep_if_best(val)
-            failpoint("epoch-end")
-            train_loss = progress.epoch_loss / max(progress.epoch_predictions, 1)
-            append_metric(run, world, {
-                "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step,
-                "complete": progress.step_in_epoch >= len(batches), "train_loss": train_loss,
-                "train_perplexity": perplexity(train_loss), "validation_loss": val["loss"],
-                "validation_perplexity": val["perplexity"], "train_seconds": progress.train_seconds, "best": best})
-            if progress.step_in_epoch >= len(batches):
-                progress.epoch += 1
-                progress.step_in_epoch = progress.epoch_predictions = 0
-                progress.epoch_loss = 0.0
+            complete = progress.step_in_epoch >= len(batches)
+            _record_epoch(run, world, progress, val, best=keep_if_best(val), complete=complete)
+            if complete:
+                progress.next_epoch()
             save_checkpoint()
     if bar is not None:
         bar.close()
+
+    summary = _summarize(run, config, progress) if world.main else None
+    progress.finished = True
+    save_checkpoint()
+    return world.broadcast(summary)
+
+
+def _summarize(run: RunDir, config: RunConfig, progress: LMProgress) -> dict:
+    """The run's summary; its curves and card written (rank 0)."""
+    from zoo.report import write_pretrain_card, write_pretrain_curves
 
     summary = {
         "run_dir": str(run.path), "recipe": config.recipe, "architecture": config.architecture,
         "best_validation_perplexity": perplexity(progress.best_loss), "best_step": progress.best_step,
         "epochs": progress.epoch, "steps": progress.global_step, "seconds": round(progress.train_seconds, 2),
         "tokens_per_second": round(progress.tokens / max(progress.train_seconds, 1e-9), 1),
-        "snapshots": sorted(p.name for p in run.file(SNAPSHOTS).glob("*.pt")) if world.main else [],
+        "snapshots": sorted(p.name for p in run.file(SNAPSHOTS).glob("*.pt")),
     }
-    if world.main:
-        from zoo.report import write_pretrain_card, write_pretrain_curves
+    write_pretrain_curves(run)
+    write_pretrain_card(run, summary)
+    return summary
 
-        write_pretrain_curves(run)
-        write_pretrain_card(run, summary)
-    progress.finished = True
-    save_checkpoint()
-    return world.broadcast(summary)
+
+def _record_epoch(run: RunDir, world: World, progress: LMProgress, val: dict, best: bool, complete: bool) -> None:
+    failpoint("epoch-end")
+    train_loss = progress.epoch_loss / max(progress.epoch_predictions, 1)
+    append_metric(run, world, {
+        "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step, "complete": complete,
+        "train_loss": train_loss, "train_perplexity": perplexity(train_loss), "validation_loss": val["loss"],
+        "validation_perplexity": val["perplexity"], "train_seconds": progress.train_seconds, "best": best})
 
 
 def _lm_step(net: torch.nn.Module, model: LanguageModel, sampled: SampledSoftmax, texts, batch, predictions: int,

@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from zoo.batching import BucketBatchSampler, collate, truncated_lengths
-from zoo.config import RunConfig
+from zoo.config import RunConfig, TrainConfig
 from zoo.data import DataSpec, absolute_source
 from zoo.distributed import World, join_world, leave_world
 from zoo.encoded import encode_splits
@@ -35,11 +35,11 @@ from zoo.errors import CheckpointError, DataError
 from zoo.evaluate import split_logits
 from zoo.faults import failpoint
 from zoo.loop import (Interrupted, Job, StopFlag, append_metric, checkpoint_if_due, first_record, learning_rate,  # noqa: F401
-                      library_versions, make_optimizer, metrics_truncate, open_job, pick_device, progress_bar,
-                      require_finite, restore_training_state, save_training_state, set_learning_rates, set_threads,
-                      weights_finite)
+                      log_step, make_optimizer, metrics_truncate, open_job, optimizer_step, pick_device, progress_bar,
+                      record_setup, require_finite, restore_training_state, save_training_state, set_learning_rates,
+                      set_threads, weights_finite)
 from zoo.metrics import classification_metrics
-from zoo.model import build_classifier, count_parameters, verify_encoder
+from zoo.model import build_classifier, verify_encoder
 from zoo.report import write_card, write_curves
 from zoo.rundir import TOKENIZER, WEIGHTS, RunDir, load_torch, save_torch
 from zoo.tokenizer import tokenizer_for
@@ -77,6 +77,20 @@ class Progress:
     metrics_bytes: int = 0
     stopped_early: bool = False  # patience ran out: no more epochs, even after a resume
     finished: bool = False
+
+    def add_step(self, loss_sum: float, correct: float, seen: float, tokens: float, seconds: float) -> None:
+        self.global_step += 1
+        self.step_in_epoch += 1
+        self.epoch_loss += loss_sum
+        self.epoch_correct += int(correct)
+        self.epoch_seen += int(seen)
+        self.tokens += int(tokens)
+        self.train_seconds += seconds
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.step_in_epoch = self.epoch_seen = self.epoch_correct = 0
+        self.epoch_loss = 0.0
 
 
 def _spec_of(data: DataSpec | str | None) -> DataSpec:
@@ -165,15 +179,9 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
     train_split, validation = encoded["train"], encoded["validation"]
 
     # --- model, optimizer, sampler -------------------------------------------------------------
-    torch.manual_seed(tc.seed)
     classes = run.classes()
     binary = len(classes) == 2
-    model = build_classifier(config, tokenizer.vocab_size, len(classes)).to(device)
-    init_from = run.read_info().get("init_from")
-    if init_from and checkpoint is None:
-        from zoo.pretrain import load_pretrained
-
-        load_pretrained(model, init_from)
+    model = _build_model(run, config, tokenizer.vocab_size, len(classes), device, fresh=checkpoint is None)
     optimizer = make_optimizer(model, tc)
     average = weight_average(model, tc.ema_decay) if tc.ema_decay else None
     kept = average.module if average is not None else model  # the weights that are validated, kept and tested
@@ -187,10 +195,7 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
     metrics_truncate(run, world, progress.metrics_bytes)
     first = collate(train_split, sampler.epoch_batches(min(progress.epoch, tc.epochs - 1))[0], tc.max_tokens)
     verify_encoder(model, torch.from_numpy(first[0]).to(device), torch.from_numpy(first[1]).to(device), config)
-    if world.main:
-        run.write_info(run.read_info() | {
-            "parameters": count_parameters(model), "device": device, "threads": torch.get_num_threads(),
-            "processes": world.size, "versions": library_versions()})
+    record_setup(run, world, model, device)
     net = world.wrap(model, device)  # what the training steps run (DistributedDataParallel under torchrun)
 
     def save_checkpoint() -> None:
@@ -214,33 +219,15 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, correct, seen, tokens = world.sum(
                     _classifier_step(net, train_split, batch, world, tc.max_tokens, binary, device))
-                require_finite(loss_sum, "loss", progress.global_step + 1, run)
-                if tc.grad_clip:
-                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    require_finite(float(norm), "gradient norm", progress.global_step + 1, run)
-                optimizer.step()
+                optimizer_step(model, optimizer, loss_sum, tc, progress.global_step + 1, run)
                 if average is not None:
                     average.update_parameters(model)
-
-                progress.global_step += 1
-                progress.step_in_epoch += 1
-                progress.epoch_loss += loss_sum
-                progress.epoch_correct += int(correct)
-                progress.epoch_seen += int(seen)
-                progress.tokens += int(tokens)
                 now = time.perf_counter()
-                progress.train_seconds += now - started
+                progress.add_step(loss_sum, correct, seen, tokens, now - started)
                 started = now
-                rate = progress.tokens / max(progress.train_seconds, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=progress.epoch + 1, loss=f"{progress.epoch_loss / progress.epoch_seen:.3f}",
-                                    acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}", tok_s=f"{rate:,.0f}")
-                if tc.log_every and progress.global_step % tc.log_every == 0:
-                    append_metric(run, world, {
-                        "type": "step", "epoch": progress.epoch + 1, "step": progress.global_step,
-                        "loss": loss_sum / len(batch), "lr": optimizer.param_groups[0]["lr"],
-                        "tokens_per_second": rate, "train_seconds": progress.train_seconds})
+                log_step(run, world, bar, progress, tc, loss_sum / len(batch), optimizer.param_groups[0]["lr"],
+                         loss=f"{progress.epoch_loss / progress.epoch_seen:.3f}",
+                         acc=f"{progress.epoch_correct / progress.epoch_seen:.3f}")
                 if tc.eval_every and progress.global_step % tc.eval_every == 0:
                     append_metric(run, world, {"type": "validation", "epoch": progress.epoch + 1,
                                                "step": progress.global_step, "train_seconds": progress.train_seconds,
@@ -252,28 +239,7 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
                 checkpoint_if_due(stop, progress, tc, save_checkpoint, world, run, "train")
 
             # --- end of epoch (or of the step budget): validate, keep the best, maybe stop ---------
-            val = validate()
-            improved = val["accuracy"] > progress.best_accuracy
-            if improved:
-                require_finite(weights_finite(kept), "model's weights", progress.global_step, run)
-                progress.best_accuracy, progress.best_epoch, progress.bad_epochs = val["accuracy"], progress.epoch + 1, 0
-                if world.main:
-                    save_torch(kept.state_dict(), run.file(WEIGHTS))
-            else:
-                progress.bad_epochs += 1
-            failpoint("epoch-end")
-            seen = max(progress.epoch_seen, 1)
-            append_metric(run, world, {
-                "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step,
-                "complete": progress.step_in_epoch >= len(batches),
-                "train_loss": progress.epoch_loss / seen, "train_accuracy": progress.epoch_correct / seen,
-                "validation_loss": val["loss"], "validation_accuracy": val["accuracy"],
-                "train_seconds": progress.train_seconds, "best": improved,
-            })
-            progress.stopped_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
-            progress.epoch += 1
-            progress.step_in_epoch = progress.epoch_seen = progress.epoch_correct = 0
-            progress.epoch_loss = 0.0
+            _end_epoch(run, world, progress, tc, validate(), kept, complete=progress.step_in_epoch >= len(batches))
             save_checkpoint()
     if bar is not None:
         bar.close()
@@ -286,6 +252,42 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
     progress.finished = True
     save_checkpoint()
     return world.broadcast(summary)
+
+
+def _build_model(run: RunDir, config: RunConfig, vocab_size: int, num_classes: int, device: str,
+                 fresh: bool) -> torch.nn.Module:
+    """The classifier, seeded; a fresh run with `--init-from` starts its embedding and encoder from the LM."""
+    torch.manual_seed(config.train.seed)
+    model = build_classifier(config, vocab_size, num_classes).to(device)
+    init_from = run.read_info().get("init_from")
+    if init_from and fresh:
+        from zoo.pretrain import load_pretrained
+
+        load_pretrained(model, init_from)
+    return model
+
+
+def _end_epoch(run: RunDir, world: World, progress: Progress, tc: TrainConfig, val: dict, kept: torch.nn.Module,
+               complete: bool) -> None:
+    """Keep the weights if validation improved, record the epoch, count patience, move on to the next epoch."""
+    improved = val["accuracy"] > progress.best_accuracy
+    if improved:
+        require_finite(weights_finite(kept), "model's weights", progress.global_step, run)
+        progress.best_accuracy, progress.best_epoch, progress.bad_epochs = val["accuracy"], progress.epoch + 1, 0
+        if world.main:
+            save_torch(kept.state_dict(), run.file(WEIGHTS))
+    else:
+        progress.bad_epochs += 1
+    failpoint("epoch-end")
+    seen = max(progress.epoch_seen, 1)
+    append_metric(run, world, {
+        "type": "epoch", "epoch": progress.epoch + 1, "step": progress.global_step, "complete": complete,
+        "train_loss": progress.epoch_loss / seen, "train_accuracy": progress.epoch_correct / seen,
+        "validation_loss": val["loss"], "validation_accuracy": val["accuracy"],
+        "train_seconds": progress.train_seconds, "best": improved,
+    })
+    progress.stopped_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
+    progress.next_epoch()
 
 
 def _classifier_step(net: torch.nn.Module, split, batch, world: World, max_tokens: int, binary: bool,
