@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,27 @@ def torchrun(*args: str, processes: int = 2, env: dict | None = None) -> subproc
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc-per-node={processes}", zoo, *args], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600)
+
+
+# Logits of 300 random texts (3 evaluation batches) from a seeded 3-class model, in one process or in each of N.
+SHARDED_LOGITS = f"""
+import sys
+import numpy as np, torch
+from zoo.distributed import join_world, leave_world
+from zoo.encoded import EncodedSplit
+from zoo.evaluate import split_logits
+from zoo.model import build_classifier
+from zoo.recipes import resolve
+
+world = join_world("cpu")
+rng = np.random.default_rng(0)
+texts = [rng.integers(1, 80, rng.integers(1, 60)).tolist() for _ in range(300)]
+torch.manual_seed(0)
+model = build_classifier(resolve("bilstm", {conftest.TINY!r}), 80, 3)
+np.save(f"{{sys.argv[1]}}/rank{{world.rank}}.npy", split_logits(model, EncodedSplit.from_lists("v", texts, [0] * 300),
+                                                               world=world))
+leave_world(world)
+"""
 
 
 def records(run, kind):
@@ -60,8 +82,27 @@ def test_two_processes_train_like_one(tiny_data, tmp_path):
         for a, b in zip(mine, theirs):
             loss = "loss" if kind == "step" else "train_loss"
             assert a[loss] == pytest.approx(b[loss], abs=1e-4)
+    for a, b in zip(records(tmp_path / "one", "epoch"), records(tmp_path / "two", "epoch")):  # validated in shares
+        assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-4)
+        assert a["validation_accuracy"] == pytest.approx(b["validation_accuracy"], abs=1 / 24 + 1e-9)  # 24 reviews
     test_one = records(tmp_path / "one", "test")[0]["accuracy"]
     assert summary["test_accuracy"] == pytest.approx(test_one, abs=1 / 120 + 1e-9)  # at most one review apart
+
+
+def test_each_process_evaluates_its_share_and_gets_every_logit(tmp_path):
+    script = tmp_path / "logits.py"
+    script.write_text(SHARDED_LOGITS)
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for command in ([sys.executable, str(script), str(tmp_path / "one")],
+                    [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
+                     str(tmp_path / "two")]):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+    whole = np.load(tmp_path / "one" / "rank0.npy")
+    assert whole.shape == (300, 3) and np.abs(whole).min() > 0
+    for rank in (0, 1):
+        assert np.array_equal(np.load(tmp_path / "two" / f"rank{rank}.npy"), whole)
 
 
 def test_two_processes_resume_after_a_kill(tiny_data, tmp_path):

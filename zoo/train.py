@@ -202,7 +202,7 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
         save_training_state(parts, progress, run, world, device)
 
     def validate() -> dict:
-        logits = split_logits(kept, validation, device, tc.max_tokens)
+        logits = split_logits(kept, validation, device, tc.max_tokens, world)  # each rank its share
         metrics = classification_metrics(logits, validation.labels, classes)
         return {k: metrics[k] for k in ("accuracy", "loss", "macro_f1")}
 
