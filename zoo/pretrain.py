@@ -283,6 +283,7 @@ def _summarize(run: RunDir, config: RunConfig, progress: LMProgress) -> dict:
 
 
 def _record_epoch(run: RunDir, world: World, progress: LMProgress, val: dict, best: bool, complete: bool) -> None:
+    """The `epoch` record: training and validation perplexity at the end of an epoch, of the steps or of the budget."""
     failpoint("epoch-end")
     train_loss = progress.epoch_loss / max(progress.epoch_predictions, 1)
     append_metric(run, world, {
