@@ -82,7 +82,7 @@ def test_two_processes_train_like_one(tiny_data, tmp_path):
         for a, b in zip(mine, theirs):
             loss = "loss" if kind == "step" else "train_loss"
             assert a[loss] == pytest.approx(b[loss], abs=1e-4)
-    for a, b in zip(records(tmp_path / "one", "epoch"), records(tmp_path / "two", "epoch")):  # validated in shares
+    for a, b in zip(records(tmp_path / "one", "epoch"), records(tmp_path / "two", "epoch")):  # the same validation
         assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-4)
         assert a["validation_accuracy"] == pytest.approx(b["validation_accuracy"], abs=1 / 24 + 1e-9)  # 24 reviews
     test_one = records(tmp_path / "one", "test")[0]["accuracy"]
@@ -92,7 +92,8 @@ def test_two_processes_train_like_one(tiny_data, tmp_path):
 def test_each_process_evaluates_its_share_and_gets_every_logit(tmp_path):
     script = tmp_path / "logits.py"
     script.write_text(SHARDED_LOGITS)
-    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    for out in ("one", "two"):
+        (tmp_path / out).mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for command in ([sys.executable, str(script), str(tmp_path / "one")],
                     [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script),
