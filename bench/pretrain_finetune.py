@@ -7,6 +7,7 @@ row per (minutes, seed), the mean per budget, writes the curve as a PNG and,
 with --readme, the table into README.md between the PRETRAINING markers.
 
     python bench/pretrain_finetune.py --data ../shared/datasets/imdb --budget 60 --snapshot-minutes 15 --seeds 0 1
+    python bench/pretrain_finetune.py --processes 2 --threads 1 ...     # one process per core (torchrun)
     python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots minutes-0030 --no-baseline
     python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots lm --no-baseline \
         --ft-set train.lr_decay=1.0 train.unfreeze_fraction=0.0     # the schedules' ablation
@@ -31,10 +32,12 @@ from readme_table import replace_rows
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def zoo(*args: str) -> dict:
-    """Run `zoo ... --json` and return its summary (the last stdout line)."""
-    command = [sys.executable, "-m", "zoo.cli", *args, "--json"]
-    print("$ zoo " + " ".join(args), file=sys.stderr, flush=True)
+def zoo(*args: str, processes: int = 1) -> dict:
+    """Run `zoo ... --json` (under torchrun with `processes` > 1) and return its summary (the last stdout line)."""
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+                if processes > 1 else [sys.executable])
+    command = [*launcher, "-m", "zoo.cli", *args, "--json"]
+    print("$ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
@@ -45,7 +48,7 @@ def pretrain(args, seed: int) -> Path:
     out = args.out / f"lm-seed{seed}"
     zoo("pretrain", args.lm_recipe, "--data", args.data, "--out", str(out), "--seed", str(seed),
         "--budget", str(args.budget), "--set", f"pretrain.snapshot_minutes={args.snapshot_minutes}",
-        "--threads", str(args.threads))
+        "--threads", str(args.threads), processes=args.processes)
     return out
 
 
@@ -53,7 +56,7 @@ def fine_tune(args, seed: int, start: Path | None, name: str) -> dict:
     extra = (["--init-from", str(start)] if start else []) + [f"--set={s}" for s in args.ft_set]
     tag = "".join(f"-{s.replace('=', '')}" for s in args.ft_set)
     return zoo("train", args.ft_recipe, "--data", args.data, "--out", str(args.out / f"ft-seed{seed}-{name}{tag}"),
-               "--seed", str(seed), "--threads", str(args.threads), *extra)
+               "--seed", str(seed), "--threads", str(args.threads), *extra, processes=args.processes)
 
 
 def starting_points(run: Path, wanted: list[str] | None) -> list[tuple[float, Path]]:
@@ -80,7 +83,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="pretraining minutes")
     parser.add_argument("--snapshot-minutes", type=float, default=15.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads per process")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run every zoo command under torchrun with this many processes (on a CPU: one per core, "
+                             "--threads 1)")
     parser.add_argument("--pretrain-runs", type=Path, nargs="*", default=None,
                         help="reuse these pretrain runs (their seeds are read from them) instead of pretraining")
     parser.add_argument("--snapshots", nargs="*", default=None,
