@@ -39,8 +39,9 @@ def zoo(*args: str, processes: int = 1) -> dict:
     command = [*launcher, "-m", "zoo.cli", *args, "--json"]
     print("$ " + " ".join(command[1:]), file=sys.stderr, flush=True)
     result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+    if result.returncode != 0:  # zoo's own message repeated last: under torchrun the launcher's traceback ends stderr
+        errors = dict.fromkeys(line for line in result.stderr.splitlines() if line.startswith("Error:"))
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}\n" + "\n".join(errors))
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
