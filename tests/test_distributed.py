@@ -65,8 +65,9 @@ def assert_weights_close(a, b):
     assert worst < TOLERANCE, worst
 
 
-def test_two_processes_train_like_one(tiny_data, tmp_path):
-    sets = [f"--set={s}" for s in EXACT]
+@pytest.mark.parametrize("extra", [[], ["train.adversarial=0.05"]], ids=["plain", "adversarial"])
+def test_two_processes_train_like_one(tiny_data, tmp_path, extra):
+    sets = [f"--set={s}" for s in EXACT + extra]
     one = run_zoo("train", "bilstm", "--data", tiny_data, "--out", str(tmp_path / "one"), "--threads", "1", *sets)
     assert one.returncode == 0, one.stderr
     two = torchrun("train", "bilstm", "--data", tiny_data, "--out", str(tmp_path / "two"), "--threads", "1", *sets,

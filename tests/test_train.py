@@ -13,7 +13,8 @@ import conftest
 from conftest import run_zoo
 from zoo.errors import CheckpointError, ConfigError
 from zoo.recipes import resolve
-from zoo.train import Interrupted, TrainRequest, train
+from zoo.model import build_classifier
+from zoo.train import Interrupted, TrainRequest, adversarial_perturbation, train
 
 TINY = conftest.TINY + ["train.epochs=4", "train.checkpoint_every=5", "train.log_every=3", "train.patience=0"]
 TIMES = {"train_seconds", "tokens_per_second"}
@@ -107,6 +108,46 @@ def test_weight_average_is_what_gets_kept_and_resumes_exactly(tiny_data, tmp_pat
     best = torch.load(tmp_path / "one" / "model.pt", weights_only=True)  # its only epoch is the best
     assert all(torch.equal(best[k], last["average"]["module." + k]) for k in best)
     assert any(not torch.equal(best[k], last["model"][k]) for k in best)
+
+
+def test_adversarial_perturbation_is_the_steepest_move_of_its_size():
+    torch.manual_seed(0)
+    model = build_classifier(resolve("bilstm", conftest.TINY), 80).eval()
+    lengths = torch.tensor([12, 9, 6, 5])
+    ids = torch.randint(1, 80, (4, 12)) * (torch.arange(12)[None, :] < lengths[:, None])  # 0: padding
+    target = torch.tensor([0.0, 1.0, 1.0, 0.0])
+
+    def losses(perturbation):
+        return torch.nn.functional.binary_cross_entropy_with_logits(model(ids, lengths, perturbation), target,
+                                                                    reduction="none")
+
+    probe = torch.zeros(4, 12, 8, requires_grad=True)
+    losses(probe).sum().backward()
+    embedded = model.embedding(ids).detach()
+    adversarial = adversarial_perturbation(embedded, probe.grad, lengths, 0.05)
+    for row, n in enumerate(lengths.tolist()):
+        assert float(adversarial[row, n:].abs().sum()) == 0.0  # nothing on padding
+        assert float(adversarial[row].norm()) == pytest.approx(0.05 * float(embedded[row, :n].norm()), rel=1e-5)
+        cosine = torch.nn.functional.cosine_similarity(adversarial[row].flatten(), probe.grad[row].flatten(), dim=0)
+        assert float(cosine) == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        clean, attacked = losses(None), losses(adversarial)
+        for _ in range(20):  # random moves of the same size on the same steps raise each review's loss less
+            noise = adversarial_perturbation(embedded, torch.randn(4, 12, 8), lengths, 0.05)
+            assert bool((losses(noise) - clean < attacked - clean).all())
+    assert float(adversarial_perturbation(embedded, torch.zeros(4, 12, 8), lengths, 0.05).abs().sum()) == 0.0
+
+
+def test_adversarial_training_changes_the_updates_and_resumes_exactly(tiny_data, tiny_run, tmp_path):
+    config = resolve("bilstm", TINY + ["train.adversarial=0.05"])
+    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
+    assert reference["test_accuracy"] > 0.8  # it still learns
+    plain = [r["loss"] for r in metric_records(tiny_run[0]) if r["type"] == "step"]
+    attacked = [r["loss"] for r in metric_records(tmp_path / "whole") if r["type"] == "step"]
+    assert len(attacked) == len(plain) and attacked != plain  # the same batches, other updates
+    resumed = kill_then_resume(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tiny_run, tmp_path):

@@ -87,6 +87,10 @@ class TrainConfig:
     # the embedding at 2f.
     lr_decay: float = 1.0
     unfreeze_fraction: float = 0.0
+    # > 0: adversarial training (Miyato et al. 2017), `zoo train` only. Each step also trains on every review with
+    # its embeddings moved in the direction that raises its loss most (the loss's gradient), by this fraction of
+    # their L2 norm over the review; a step costs about twice as much.
+    adversarial: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -102,6 +106,8 @@ class TrainConfig:
             raise ValueError("warmup_fraction must be in [0, 1)")
         if not 0.0 <= self.unfreeze_fraction < 0.5:
             raise ValueError("unfreeze_fraction must be in [0, 0.5) (the embedding joins at twice it)")
+        if not 0.0 <= self.adversarial < 1.0:
+            raise ValueError("adversarial must be in [0, 1) (a fraction of each review's embedding norm)")
         if self.lr_decay < 1.0:
             raise ValueError("lr_decay must be >= 1 (the rate divides by it from the head down)")
         for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every",

@@ -78,8 +78,13 @@ class Classifier(nn.Module):
                 nn.init.normal_(self.embedding.weight, std=c.embedding_std)
                 self.embedding.weight[PAD_ID].zero_()
 
-    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embedding_dropout(self.embedding(input_ids))
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor,
+                perturbation: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; `perturbation` ([B, T, embedding_dim]) is added to the embeddings (adversarial training)."""
+        x = self.embedding(input_ids)
+        if perturbation is not None:
+            x = x + perturbation
+        x = self.embedding_dropout(x)
         if self.training and self.word_dropout:
             # Whole words go missing (no rescaling: a dropped word reads like the padding embedding, zero).
             kept = torch.rand(input_ids.shape, device=x.device) >= self.word_dropout

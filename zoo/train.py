@@ -218,7 +218,7 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
                                    progress.global_step, total_steps, tc)
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, correct, seen, tokens = world.sum(
-                    _classifier_step(net, train_split, batch, world, tc.max_tokens, binary, device))
+                    _classifier_step(net, train_split, batch, world, tc, binary, device))
                 optimizer_step(model, optimizer, loss_sum, tc, progress.global_step + 1, run)
                 if average is not None:
                     average.update_parameters(model)
@@ -290,26 +290,62 @@ def _end_epoch(run: RunDir, world: World, progress: Progress, tc: TrainConfig, v
     progress.next_epoch()
 
 
-def _classifier_step(net: torch.nn.Module, split, batch, world: World, max_tokens: int, binary: bool,
+def _classifier_step(net: torch.nn.Module, split, batch, world: World, tc: TrainConfig, binary: bool,
                      device: str) -> list[float]:
     """Forward and backward over this rank's rows of a global batch, the loss scaled so that the ranks' averaged
-    gradients are the whole batch's mean; this rank's summed loss, correct predictions, rows and tokens."""
+    gradients are the whole batch's mean; this rank's summed loss, correct predictions, rows and tokens.
+
+    With `train.adversarial`, a second forward and backward adds the loss of the same rows with adversarially
+    perturbed embeddings (`adversarial_perturbation`)."""
     rows = world.shard(batch)
-    ids, lens, labels = collate(split, rows if len(rows) else batch[:1], max_tokens)
+    ids, lens, labels = collate(split, rows if len(rows) else batch[:1], tc.max_tokens)
     ids, lens = torch.from_numpy(ids).to(device), torch.from_numpy(lens).to(device)
     target = torch.from_numpy(labels).to(device, torch.float32 if binary else torch.int64)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-        logits = net(ids, lens).float()
-    if binary:
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    weight = world.size / len(batch) if len(rows) else 0.0  # a rank without rows adds a zero gradient
+
+    def loss_of(perturbation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            logits = net(ids, lens, perturbation).float()
+        if binary:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum"), logits
+        return torch.nn.functional.cross_entropy(logits, target, reduction="sum"), logits
+
+    if tc.adversarial:
+        embedding = _unwrapped(net).embedding
+        probe = torch.zeros(*ids.shape, embedding.embedding_dim, device=device, requires_grad=True)
+        with _local_gradients(net):  # averaged across ranks together with the adversarial pass's
+            loss, logits = loss_of(probe)
+            (loss * weight).backward()
+        with torch.no_grad():
+            perturbation = adversarial_perturbation(embedding(ids), probe.grad, lens, tc.adversarial)
+        adversarial_loss, _ = loss_of(perturbation)
+        (adversarial_loss * weight).backward()
     else:
-        loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum")
-    if not len(rows):  # a rank without rows (a batch smaller than the world) adds a zero gradient
-        (loss * 0.0).backward()
+        loss, logits = loss_of()
+        (loss * weight).backward()
+    if not len(rows):
         return [0.0, 0.0, 0.0, 0.0]
-    (loss * world.size / len(batch)).backward()
     predicted = (logits > 0).long() if binary else logits.argmax(dim=-1)
     return [loss.item(), float((predicted == target.long()).sum()), float(len(labels)), float(lens.sum())]
+
+
+def adversarial_perturbation(embedded: torch.Tensor, gradient: torch.Tensor, lengths: torch.Tensor,
+                             size: float) -> torch.Tensor:
+    """Per review, the loss's gradient over its valid steps rescaled to `size` times the L2 norm of its embeddings
+    there: the small move of the embeddings that raises the loss most (to first order). Zero where the gradient is."""
+    valid = (torch.arange(embedded.shape[1], device=embedded.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+    gradient, embedded = gradient * valid, embedded * valid
+    scale = size * embedded.flatten(1).norm(dim=1) / gradient.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return gradient * scale[:, None, None]
+
+
+def _unwrapped(net: torch.nn.Module) -> torch.nn.Module:
+    return getattr(net, "module", net)  # DistributedDataParallel holds the model as .module
+
+
+def _local_gradients(net: torch.nn.Module):
+    """DistributedDataParallel's no_sync: a backward that accumulates gradients without averaging them yet."""
+    return net.no_sync() if hasattr(net, "no_sync") else contextlib.nullcontext()
 
 
 def _test_and_summarize(run: RunDir, config: RunConfig, kept: torch.nn.Module, test_split, classes: list[str],
