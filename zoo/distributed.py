@@ -101,6 +101,15 @@ class World:
 
         return DistributedDataParallel(model, device_ids=[int(os.environ.get("LOCAL_RANK", 0))] if device == "cuda" else None)
 
+    def no_sync(self, net):
+        """A context in which backward passes accumulate gradients without averaging them across ranks yet (the
+        next backward outside it averages them all); `net` is what `wrap` returned."""
+        if self.size == 1:
+            import contextlib
+
+            return contextlib.nullcontext()
+        return net.no_sync()
+
 
 def join_world(device: str) -> World:
     """The world this process belongs to: joins torchrun's process group when WORLD_SIZE > 1."""

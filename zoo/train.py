@@ -218,7 +218,7 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
                                    progress.global_step, total_steps, tc)
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum, correct, seen, tokens = world.sum(
-                    _classifier_step(net, train_split, batch, world, tc, binary, device))
+                    _classifier_step(net, model.embedding, train_split, batch, world, tc, binary, device))
                 optimizer_step(model, optimizer, loss_sum, tc, progress.global_step + 1, run)
                 if average is not None:
                     average.update_parameters(model)
@@ -290,8 +290,8 @@ def _end_epoch(run: RunDir, world: World, progress: Progress, tc: TrainConfig, v
     progress.next_epoch()
 
 
-def _classifier_step(net: torch.nn.Module, split, batch, world: World, tc: TrainConfig, binary: bool,
-                     device: str) -> list[float]:
+def _classifier_step(net: torch.nn.Module, embedding: torch.nn.Embedding, split, batch, world: World,
+                     tc: TrainConfig, binary: bool, device: str) -> list[float]:
     """Forward and backward over this rank's rows of a global batch, the loss scaled so that the ranks' averaged
     gradients are the whole batch's mean; this rank's summed loss, correct predictions, rows and tokens.
 
@@ -311,9 +311,8 @@ def _classifier_step(net: torch.nn.Module, split, batch, world: World, tc: Train
         return torch.nn.functional.cross_entropy(logits, target, reduction="sum"), logits
 
     if tc.adversarial:
-        embedding = _unwrapped(net).embedding
         probe = torch.zeros(*ids.shape, embedding.embedding_dim, device=device, requires_grad=True)
-        with _local_gradients(net):  # averaged across ranks together with the adversarial pass's
+        with world.no_sync(net):  # averaged across ranks together with the adversarial pass's
             loss, logits = loss_of(probe)
             (loss * weight).backward()
         with torch.no_grad():
@@ -337,15 +336,6 @@ def adversarial_perturbation(embedded: torch.Tensor, gradient: torch.Tensor, len
     gradient, embedded = gradient * valid, embedded * valid
     scale = size * embedded.flatten(1).norm(dim=1) / gradient.flatten(1).norm(dim=1).clamp_min(1e-12)
     return gradient * scale[:, None, None]
-
-
-def _unwrapped(net: torch.nn.Module) -> torch.nn.Module:
-    return getattr(net, "module", net)  # DistributedDataParallel holds the model as .module
-
-
-def _local_gradients(net: torch.nn.Module):
-    """DistributedDataParallel's no_sync: a backward that accumulates gradients without averaging them yet."""
-    return net.no_sync() if hasattr(net, "no_sync") else contextlib.nullcontext()
 
 
 def _test_and_summarize(run: RunDir, config: RunConfig, kept: torch.nn.Module, test_split, classes: list[str],
