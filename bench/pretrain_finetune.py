@@ -9,6 +9,7 @@ with --readme, the table into README.md between the PRETRAINING markers.
     python bench/pretrain_finetune.py --data ../shared/datasets/imdb --budget 60 --snapshot-minutes 15 --seeds 0 1
     python bench/pretrain_finetune.py --processes 2 --threads 1 ...     # one process per core (torchrun)
     python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots minutes-0030 --no-baseline
+    python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed3 --ft-seeds 0 1     # two fine-tunes per LM
     python bench/pretrain_finetune.py --pretrain-runs runs/lm-seed0 --snapshots lm --no-baseline \
         --ft-set train.lr_decay=1.0 train.unfreeze_fraction=0.0     # the schedules' ablation
 
@@ -24,6 +25,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -33,16 +35,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def zoo(*args: str, processes: int = 1) -> dict:
-    """Run `zoo ... --json` (under torchrun with `processes` > 1) and return its summary (the last stdout line)."""
+    """Run `zoo ... --json` (under torchrun with `processes` > 1) and return its summary (the last stdout line)
+    with the command's whole wall-clock time added (`wall_seconds`: loading, validations and test included)."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
                 if processes > 1 else [sys.executable])
     command = [*launcher, "-m", "zoo.cli", *args, "--json"]
     print("$ " + " ".join(command[1:]), file=sys.stderr, flush=True)
+    started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
+    wall_seconds = time.perf_counter() - started
     if result.returncode != 0:  # zoo's own message repeated last: under torchrun the launcher's traceback ends stderr
         errors = dict.fromkeys(line for line in result.stderr.splitlines() if line.startswith("Error:"))
         sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}\n" + "\n".join(errors))
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "wall_seconds": wall_seconds}
 
 
 def pretrain(args, seed: int) -> Path:
@@ -92,6 +97,8 @@ def main() -> None:
                         help="reuse these pretrain runs (their seeds are read from them) instead of pretraining")
     parser.add_argument("--snapshots", nargs="*", default=None,
                         help="fine-tune only the snapshots whose names start with these (and `lm` for lm.pt)")
+    parser.add_argument("--ft-seeds", type=int, nargs="*", default=None,
+                        help="fine-tune each starting point with these seeds (default: the pretraining run's seed)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tuning recipe without pretraining")
     parser.add_argument("--ft-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="settings for the fine-tuning runs (an ablation; its rows are not written to the README)")
@@ -102,31 +109,34 @@ def main() -> None:
     runs = ([(json.loads((r / "config.json").read_text())["seed"], r) for r in args.pretrain_runs]
             if args.pretrain_runs else [(seed, pretrain(args, seed)) for seed in args.seeds])
     rows = []
-    for seed, run in runs:
-        if not args.no_baseline:
-            summary = fine_tune(args, seed, None, "scratch")
-            rows.append({"minutes": 0.0, "seed": seed, **summary})
+    tunes = [(seed, run) for pretrain_seed, run in runs for seed in args.ft_seeds or [pretrain_seed]]
+    if not args.no_baseline:
+        for seed in dict.fromkeys(seed for seed, _ in tunes):
+            rows.append({"minutes": 0.0, "seed": seed, **fine_tune(args, seed, None, "scratch")})
+    for seed, run in tunes:
         for minutes, weights in starting_points(run, args.snapshots):
-            summary = fine_tune(args, seed, weights, weights.stem)
+            summary = fine_tune(args, seed, weights, f"{run.name}-{weights.stem}")
             rows.append({"minutes": minutes, "seed": seed, "weights": str(weights), **summary})
     for row in rows:
-        print(f"{row['minutes']:6.1f} min  seed {row['seed']}  test {100 * row['test_accuracy']:.2f}  "
-              f"fine-tune {row['seconds'] / 60:.1f} min  {row.get('weights', 'no pretraining')}")
+        print(f"{row['minutes']:6.1f} min  seed {row['seed']}  validation {100 * row['best_validation_accuracy']:.2f}  "
+              f"test {100 * row['test_accuracy']:.2f}  fine-tune {row['wall_seconds'] / 60:.1f} min (training "
+              f"{row['seconds'] / 60:.1f})  {row.get('weights', 'no pretraining')}")
     by_minutes: dict[float, list[dict]] = {}
     for row in rows:
         by_minutes.setdefault(round(row["minutes"]), []).append(row)
     table = {}
     for minutes, group in sorted(by_minutes.items()):
         accuracies = [100 * r["test_accuracy"] for r in group]
+        minutes_tuning = max(r["wall_seconds"] for r in group) / 60
         table[f"| {minutes:.0f} |"] = (f"| {minutes:.0f} | {', '.join(f'{a:.2f}' for a in accuracies)} | "
-                                       f"{statistics.mean(accuracies):.2f} | "
-                                       f"{max(r['seconds'] for r in group) / 60:.1f} | {date.today().isoformat()} |")
+                                       f"{statistics.mean(accuracies):.2f} | {minutes_tuning:.1f} | "
+                                       f"{date.today().isoformat()} |")
     print("\n".join(table.values()))
     _plot(by_minutes, args.out / "pretraining-curve.png")
     (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
     if args.readme and not args.ft_set:
-        header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) | fine-tuning minutes (max) | date |",
-                  "| --- | --- | --- | --- | --- |"]
+        header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) "
+                  "| fine-tuning minutes, whole command (max) | date |", "| --- | --- | --- | --- | --- |"]
         replace_rows(ROOT / "README.md", "<!-- PRETRAINING:BEGIN -->", "<!-- PRETRAINING:END -->", header, table)
 
 
