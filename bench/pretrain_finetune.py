@@ -108,19 +108,23 @@ def main() -> None:
 
     runs = ([(json.loads((r / "config.json").read_text())["seed"], r) for r in args.pretrain_runs]
             if args.pretrain_runs else [(seed, pretrain(args, seed)) for seed in args.seeds])
-    rows = []
-    tunes = [(seed, run) for pretrain_seed, run in runs for seed in args.ft_seeds or [pretrain_seed]]
+    # The longest pretraining first, each seed in turn, no pretraining last: the figures that matter most come first
+    # (each row is printed and saved as it finishes, so a stopped bench keeps them).
+    jobs = sorted(((minutes, seed, weights, f"{run.name}-{weights.stem}")
+                   for pretrain_seed, run in runs for seed in args.ft_seeds or [pretrain_seed]
+                   for minutes, weights in starting_points(run, args.snapshots)), key=lambda job: -job[0])
     if not args.no_baseline:
-        for seed in dict.fromkeys(seed for seed, _ in tunes):
-            rows.append({"minutes": 0.0, "seed": seed, **fine_tune(args, seed, None, "scratch")})
-    for seed, run in tunes:
-        for minutes, weights in starting_points(run, args.snapshots):
-            summary = fine_tune(args, seed, weights, f"{run.name}-{weights.stem}")
-            rows.append({"minutes": minutes, "seed": seed, "weights": str(weights), **summary})
-    for row in rows:
+        seeds = dict.fromkeys(args.ft_seeds or [seed for seed, _ in runs])
+        jobs += [(0.0, seed, None, "scratch") for seed in seeds]
+    rows = []
+    for minutes, seed, weights, name in jobs:
+        row = {"minutes": minutes, "seed": seed, "weights": str(weights or "no pretraining"),
+               **fine_tune(args, seed, weights, name)}
         print(f"{row['minutes']:6.1f} min  seed {row['seed']}  validation {100 * row['best_validation_accuracy']:.2f}  "
               f"test {100 * row['test_accuracy']:.2f}  fine-tune {row['wall_seconds'] / 60:.1f} min (training "
-              f"{row['seconds'] / 60:.1f})  {row.get('weights', 'no pretraining')}")
+              f"{row['seconds'] / 60:.1f})  {row['weights']}", flush=True)
+        rows.append(row)
+        (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
     by_minutes: dict[float, list[dict]] = {}
     for row in rows:
         by_minutes.setdefault(round(row["minutes"]), []).append(row)
@@ -133,7 +137,6 @@ def main() -> None:
                                        f"{date.today().isoformat()} |")
     print("\n".join(table.values()))
     _plot(by_minutes, args.out / "pretraining-curve.png")
-    (args.out / "rows.json").write_text(json.dumps(rows, indent=2))
     if args.readme and not args.ft_set:
         header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) "
                   "| fine-tuning minutes, whole command (max) | date |", "| --- | --- | --- | --- | --- |"]
