@@ -86,8 +86,9 @@ def test_two_processes_train_like_one(tiny_data, tmp_path, extra):
     for a, b in zip(records(tmp_path / "one", "epoch"), records(tmp_path / "two", "epoch")):  # the same validation
         assert a["validation_loss"] == pytest.approx(b["validation_loss"], abs=1e-4)
         assert a["validation_accuracy"] == pytest.approx(b["validation_accuracy"], abs=1 / 24 + 1e-9)  # 24 reviews
-    test_one = records(tmp_path / "one", "test")[0]["accuracy"]
-    assert summary["test_accuracy"] == pytest.approx(test_one, abs=1 / 120 + 1e-9)  # at most one review apart
+    test_one, test_two = records(tmp_path / "one", "test")[0], records(tmp_path / "two", "test")[0]  # sharded
+    assert summary["test_accuracy"] == test_two["accuracy"] == pytest.approx(test_one["accuracy"], abs=1 / 120 + 1e-9)
+    assert test_two["loss"] == pytest.approx(test_one["loss"], abs=1e-4)
 
 
 def test_each_process_evaluates_its_share_and_gets_every_logit(tmp_path):

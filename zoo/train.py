@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from zoo.batching import BucketBatchSampler, collate, truncated_lengths
@@ -244,11 +245,13 @@ def _train(job: Job, request: TrainRequest, device: str, world: World,
     if bar is not None:
         bar.close()
 
-    # --- the best model, once, on the test split; the run is finished only once all is written ---
+    # --- the best model, once, on the test split (each rank its share); the run is finished once all is written ---
+    kept.load_state_dict(world.broadcast(load_torch(run.file(WEIGHTS)) if world.main else None))
+    test_split = encoded.get("test")
+    test_logits = None if test_split is None else split_logits(kept, test_split, device, tc.max_tokens, world)
     summary = None
     if world.main:
-        kept.load_state_dict(load_torch(run.file(WEIGHTS)))
-        summary = _test_and_summarize(run, config, kept, encoded.get("test"), classes, progress, device, world)
+        summary = _test_and_summarize(run, config, test_logits, test_split, classes, progress, world)
     progress.finished = True
     save_checkpoint()
     return world.broadcast(summary)
@@ -338,13 +341,12 @@ def adversarial_perturbation(embedded: torch.Tensor, gradient: torch.Tensor, len
     return gradient * scale[:, None, None]
 
 
-def _test_and_summarize(run: RunDir, config: RunConfig, kept: torch.nn.Module, test_split, classes: list[str],
-                        progress: Progress, device: str, world: World) -> dict:
-    """Evaluate the kept weights once on the test split (if the data has one); write curves and card; the summary."""
+def _test_and_summarize(run: RunDir, config: RunConfig, test_logits: np.ndarray | None, test_split,
+                        classes: list[str], progress: Progress, world: World) -> dict:
+    """Record the kept weights' test metrics (if the data has a test split); write curves and card; the summary."""
     test = None
     if test_split is not None:
-        logits = split_logits(kept, test_split, device, config.train.max_tokens)
-        test = classification_metrics(logits, test_split.labels, classes)
+        test = classification_metrics(test_logits, test_split.labels, classes)
         append_metric(run, world, {"type": "test", "epoch": progress.best_epoch, **test})
     failpoint("test-evaluation")
     summary = {
