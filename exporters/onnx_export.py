@@ -325,6 +325,8 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
         raise ExportError(f"--opset {opset}: supported opsets are 14 to 21")
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize {quantize}: the supported quantization is int8")
+    if threads:
+        torch.set_num_threads(threads)  # the PyTorch reference forward; onnxruntime's sessions get `threads` too
     run = RunDir.open(run_dir)
     config = run.config()
     model = run.load_model()

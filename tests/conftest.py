@@ -28,6 +28,15 @@ def tiny_hub_data(tmp_path_factory, train: int, test: int, unsup: int = 0):
         yield str(write_hub_folder(root / "hub", train=train, test=test, unsup=unsup))
 
 
+def clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    """A failed command that printed `Error: ...` with each phrase and no traceback."""
+    assert result.returncode != 0, result.stdout
+    assert result.stderr.startswith("Error:") or "\nError:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, (phrase, result.stderr)
+
+
 def make_distribution(site: Path, name: str, version: str, modules: dict[str, str],
                       architectures: dict[str, str] = {}, exporters: dict[str, str] = {}) -> None:
     """Write an installed distribution (dist-info + modules) into `site`, as pip would."""

@@ -15,21 +15,12 @@ import pytest
 import torch
 
 import conftest
-from conftest import make_distribution, run_zoo
+from conftest import clean_error, make_distribution, run_zoo
 from imdb_fixtures import write_hub_folder, write_stanford_folder
 from zoo.recipes import resolve
 from zoo.train import TrainRequest, train
 
 TINY = conftest.TINY + ["train.epochs=2", "train.patience=0"]
-
-
-def clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
-    """A failed command that printed `Error: ...` with each phrase and no traceback."""
-    assert result.returncode != 0, result.stdout
-    assert result.stderr.startswith("Error:") or "\nError:" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    for phrase in phrases:
-        assert phrase in result.stderr, (phrase, result.stderr)
 
 
 @pytest.fixture(scope="module")

@@ -62,8 +62,18 @@ def print_json(obj: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zoo")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """The recurrent model zoo: train, export and serve recurrent text classifiers."""
+    from zoo.distributed import DISTRIBUTED_COMMANDS, launched_processes
+
+    processes = launched_processes()
+    if processes > 1 and ctx.invoked_subcommand not in DISTRIBUTED_COMMANDS:
+        # One process answers: torchrun's others would repeat its output or share its stdin.
+        if not _main_process():
+            ctx.exit(0)
+        click.echo(f"note: zoo {ctx.invoked_subcommand} runs in one process; the other {processes - 1} process(es) "
+                   "torchrun started did nothing (torchrun is for `zoo train` and `zoo pretrain`)", err=True)
 
 
 @main.command("list")
@@ -310,7 +320,7 @@ def pretrain_command(name: str | None, spec, out: Path | None, epochs: int | Non
 @click.option("--split", type=click.Choice(["test", "validation"]), default="test", show_default=True)
 @click.option("--allow-other-data", is_flag=True,
               help="Evaluate on data whose fingerprint differs from the data the run was trained on.")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def evaluate_command(run: Path, data: str | None, split: str, allow_other_data: bool, threads: int | None,
@@ -335,13 +345,15 @@ def evaluate_command(run: Path, data: str | None, split: str, allow_other_data: 
     click.echo(f"{'':<{width}}  " + " ".join(f"{c:>{cell}}" for c in classes))
     for name, row in zip(classes, metrics["confusion_matrix"]):
         click.echo(f"{name:<{width}}  " + " ".join(f"{n:>{cell},}" for n in row))
-    click.echo(f"picture: {metrics['confusion_png']}")
+    if metrics["confusion_png"]:
+        click.echo(f"picture: {metrics['confusion_png']}")
 
 
 @main.command("predict")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for PyTorch or onnxruntime (default: all cores).")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line: label, its probability, and every class's probabilities.")
 @user_errors
@@ -377,7 +389,8 @@ def predict_command(model: Path, texts: tuple[str, ...], threads: int | None, as
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0, max=100), default=None,
               help="onnx --quantize: validation accuracy points the quantized model may lose (default 0.5).")
 @data_option
-@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the PyTorch reference and onnxruntime during validation (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @user_errors
 def export_command(run: Path, format_name: str, output: Path | None, opset: int | None, atol: float | None,

@@ -20,6 +20,8 @@ from typing import Any
 from zoo.errors import ConfigError
 
 POOLINGS = ("max", "mean", "last")
+MAX_VOCAB = 1_000_000  # SentencePiece vocabularies beyond this are mistakes (and an embedding of gigabytes)
+MAX_WIDTH = 65_536  # embedding and head sizes
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")  # cosine and linear decay to 0 after the warmup
 
@@ -46,6 +48,7 @@ class ClassifierConfig:
         if not parts or any(p not in POOLINGS for p in parts) or len(set(parts)) != len(parts):
             raise ValueError(f"pooling must join distinct items of {', '.join(POOLINGS)} with '+', got {self.pooling!r}")
         _check_positive(embedding_dim=self.embedding_dim, embedding_std=self.embedding_std)
+        _check_at_most(MAX_WIDTH, embedding_dim=self.embedding_dim, head_hidden=self.head_hidden)
         _check_dropout(embedding_dropout=self.embedding_dropout, word_dropout=self.word_dropout,
                        head_dropout=self.head_dropout)
 
@@ -61,6 +64,7 @@ class TokenizerConfig:
             raise ValueError("model_type must be unigram or bpe")
         if self.vocab_size < 64:
             raise ValueError("vocab_size must be >= 64")
+        _check_at_most(MAX_VOCAB, vocab_size=self.vocab_size)
 
 
 @dataclass
@@ -135,6 +139,7 @@ class PretrainConfig:
         if self.chunk_tokens < 2:
             raise ValueError("chunk_tokens must be >= 2 (a token and the next one to predict)")
         _check_positive(samples=self.samples)
+        _check_at_most(MAX_VOCAB, samples=self.samples, chunk_tokens=self.chunk_tokens)
         for name in ("eval_texts", "snapshot_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -144,6 +149,12 @@ def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if value <= 0:
             raise ValueError(f"{name} must be > 0")
+
+
+def _check_at_most(limit: int, **values: float) -> None:
+    for name, value in values.items():
+        if value > limit:
+            raise ValueError(f"{name} must be <= {limit:,}")
 
 
 def _check_dropout(**values: float) -> None:

@@ -35,6 +35,7 @@ import json
 import os
 import re
 import socket
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,8 @@ def load_splits(spec: DataSpec | str | None = None, *, seed: int = 0, with_unsup
                         f"`train`, or pass train=PATH; {HINT}")
     text_column, label_column = _columns(raw["train"], spec, source)
     classes, values = _classes(raw["train"], label_column, source)
-    normalized = {name: _normalized(raw[name], name, text_column, label_column, values, classes, source)
+    normalized = {name: _normalized(raw[name], name, text_column, label_column, values, classes, source,
+                                    text_named=spec.text_column is not None)
                   for name in ("train", "validation", "test") if name in raw}
     own_validation = "validation" in normalized
     train = normalized["train"]
@@ -216,20 +218,23 @@ def _stratified_split(dataset: "Dataset", classes: int, fraction: float, seed: i
 
 
 def _columns(train: "Dataset", spec: DataSpec, source: str) -> tuple[str, str]:
+    """The text and label columns: the ones named, else the first known name present; every problem at once."""
     found = train.column_names
-    chosen = []
-    for given, candidates, option in ((spec.text_column, TEXT_COLUMNS, "--text-column"),
-                                      (spec.label_column, LABEL_COLUMNS, "--label-column")):
+    chosen, problems = [], []
+    for given, candidates, option, role in ((spec.text_column, TEXT_COLUMNS, "--text-column", "text"),
+                                            (spec.label_column, LABEL_COLUMNS, "--label-column", "label")):
         if given is not None:
             if given not in found:
-                raise DataError(f"{source} has no column {given!r} ({option}); its columns: {', '.join(found)}")
+                problems.append(f"it has no column {given!r} ({option})")
             chosen.append(given)
             continue
         detected = next((c for c in candidates if c in found), None)
         if detected is None:
-            raise DataError(f"cannot tell which column of {source} holds the {option[2:6]} (looked for "
-                            f"{', '.join(candidates)}); its columns: {', '.join(found)}. Name it with {option}")
+            problems.append(f"cannot tell which column holds the {role}s (looked for {', '.join(candidates)}; "
+                            f"name it with {option})")
         chosen.append(detected)
+    if problems:
+        raise DataError(f"{source} (columns: {', '.join(found)}): {'; and '.join(problems)}")
     if chosen[0] == chosen[1]:
         raise DataError(f"the text and label columns of {source} are both {chosen[0]!r}; name them apart")
     return chosen[0], chosen[1]
@@ -243,7 +248,12 @@ def _classes(train: "Dataset", column: str, source: str) -> tuple[list[str], lis
     if isinstance(feature, ClassLabel):
         classes, values = list(feature.names), None
     else:
-        if train.with_format("arrow")[column].null_count:
+        labels = train.with_format("arrow")[column]
+        if not _label_type(labels.type):
+            raise DataError(f"the {column!r} column of {source} holds {labels.type}, not one label per row: labels "
+                            "must be integers, strings, booleans or numbers. Convert that column, or name the label column "
+                            "with --label-column")
+        if labels.null_count:
             raise DataError(f"the 'train' split of {source} has rows with no {column} (null); fill or drop those rows")
         values = sorted(train.unique(column))
         classes = [str(v) for v in values]
@@ -253,13 +263,41 @@ def _classes(train: "Dataset", column: str, source: str) -> tuple[list[str], lis
     if len(classes) < 2:
         raise DataError(f"the train split of {source} has a single class ({', '.join(classes) or 'none'}); "
                         "a classifier needs at least two")
+    if "" in classes:
+        raise DataError(f"the {column!r} column of {source} has an empty label (''): every class needs a name, "
+                        "and exported models and predictions report it. Fill or drop those rows")
     if len(set(classes)) != len(classes):
         raise DataError(f"the labels of {source} do not have distinct names: {classes}")
     return classes, values
 
 
+def _label_type(kind) -> bool:
+    """Whether an Arrow type holds one usable label per row."""
+    import pyarrow as pa
+
+    return (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_boolean(kind) or pa.types.is_floating(kind))
+
+
+def _text_column(table, text: str, split: str, source: str, named: bool):
+    """The split's text column as strings; a column of numbers the user named with --text-column is converted."""
+    import pyarrow as pa
+
+    column = table.column(text)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    if named and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                  or pa.types.is_boolean(column.type)):
+        if split == "train":
+            print(f"note: the {text!r} column of {source} holds {column.type}; reading its values as text, as "
+                  "--text-column names it", file=sys.stderr)
+        return column.cast(pa.large_string())
+    hint = "convert it to text" if named else "name the text column with --text-column"
+    raise DataError(f"the {text!r} column of the {split!r} split of {source} holds {column.type}, not text; {hint}")
+
+
 def _normalized(dataset: "Dataset", split: str, text: str, label: str, values: list | None, classes: list[str],
-                source: str) -> "Dataset":
+                source: str, text_named: bool = False) -> "Dataset":
     """The split as two columns, `text` (strings) and `label` (class indices), checked."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -277,9 +315,7 @@ def _normalized(dataset: "Dataset", split: str, text: str, label: str, values: l
         nulls = table.column(column).null_count
         if nulls:
             raise DataError(f"the {split!r} split of {source} has {nulls} row(s) with no {column} (null); fill or drop those rows")
-    if not pa.types.is_string(table.column(text).type) and not pa.types.is_large_string(table.column(text).type):
-        raise DataError(f"the {text!r} column of the {split!r} split of {source} holds {table.column(text).type}, "
-                        "not text; name the text column with --text-column")
+    texts = _text_column(table, text, split, source, text_named)
     labels = table.column(label)
     if values is None:  # a ClassLabel: already indices
         indices = labels.cast(pa.int64())
@@ -294,9 +330,10 @@ def _normalized(dataset: "Dataset", split: str, text: str, label: str, values: l
     if unknown:
         raise DataError(f"the {split!r} split of {source} has label(s) {', '.join(map(repr, unknown[:10]))} that the "
                         f"train split never has (classes: {', '.join(classes)})")
-    if (text, label) == ("text", "label") and (values is None or values == list(range(len(values)))):
+    if (text, label) == ("text", "label") and texts is table.column(text) and (
+            values is None or values == list(range(len(values)))):
         return dataset.select_columns(["text", "label"])  # already normalized: keep the memory-mapped data
-    return Dataset(InMemoryTable(pa.table({"text": table.column(text).cast(pa.large_string()), "label": indices})))
+    return Dataset(InMemoryTable(pa.table({"text": texts.cast(pa.large_string()), "label": indices})))
 
 
 # --- sources ---------------------------------------------------------------------------------------
@@ -324,20 +361,30 @@ def _load_raw(source: str, config: str | None) -> dict:
     raise DataError(f"data path {source} does not exist; {HINT}")
 
 
+_SPLIT_START = re.compile(r"(?:^|,)\s*(\w+)\s*=")
+
+
 def _split_files(source: str) -> dict[str, Path] | None:
-    """`train=PATH,test=PATH[,validation=PATH]` as {split: path}; None for any other source."""
-    parts = source.split(",")
-    if "=" not in source or not all(re.match(r"^\s*\w+\s*=", p) for p in parts):
+    """`train=PATH,test=PATH[,validation=PATH]` as {split: path}; None for any other source.
+
+    Only a comma followed by a split name and `=` starts the next split, so a path may itself hold commas
+    (`train=reviews,2024.csv,test=...`)."""
+    starts = [m for m in _SPLIT_START.finditer(source) if m.group(1).lower() in SPLIT_NAMES]
+    if not starts or starts[0].start() != 0:
+        named = re.match(r"\s*(\w+)\s*=", source)
+        if named:
+            raise DataError(f"--data {source}: unknown split {named.group(1)!r}; use train, validation (or dev) and test")
         return None
     files = {}
-    for part in parts:
-        name, _, path = part.partition("=")
-        split = SPLIT_NAMES.get(name.strip().lower())
-        if split is None:
-            raise DataError(f"--data {source}: unknown split {name.strip()!r}; use train, validation (or dev) and test")
+    for match, following in zip(starts, [*starts[1:], None]):
+        name = match.group(1)
+        split = SPLIT_NAMES[name.lower()]
         if split in files:
             raise DataError(f"--data {source}: the {split} split is given twice")
-        files[split] = Path(path.strip()).expanduser()
+        path = source[match.end():following.start() if following else len(source)].strip()
+        if not path:
+            raise DataError(f"--data {source}: no path after {name}=")
+        files[split] = Path(path).expanduser()
     return files
 
 
@@ -360,7 +407,8 @@ def _load_files(files: dict[str, Path]) -> dict:
                                                    cache_dir=str(cache), **options)
         except Exception as exc:  # datasets raises many types for malformed files
             cause = exc.__cause__ or exc
-            raise DataError(f"cannot read {path} as {builder}: {type(cause).__name__}: {cause}") from None
+            raise DataError(_json_problem([path]) or f"cannot read {path} as {builder}: {type(cause).__name__}: "
+                            f"{cause}") from None
     return out
 
 
@@ -377,8 +425,37 @@ def _load_folder(folder: Path, config: str | None) -> dict:
             loaded = datasets.load_dataset(str(folder), *([config] if config else []), cache_dir=str(cache))
     except Exception as exc:  # datasets raises many types for malformed folders and files
         cause = exc.__cause__ or exc
-        raise DataError(f"cannot load {folder} with datasets.load_dataset: {type(cause).__name__}: {cause}") from None
+        raise DataError(_json_problem(data_files) or f"cannot load {folder} with datasets.load_dataset: "
+                        f"{type(cause).__name__}: {cause}") from None
     return dict(loaded)
+
+
+def _json_problem(files: list[Path]) -> str | None:
+    """The first line of a JSON-lines file among `files` that is not a JSON object, named with its line number
+    (the `datasets` library's errors name a byte position at most); None when every file reads."""
+    import json as json_module
+
+    for path in sorted(p for p in files if p.suffix.lower() in (".json", ".jsonl")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"{path} cannot be read as UTF-8 JSON ({exc}); fix or convert the file"
+        try:
+            json_module.loads(text)  # one JSON document (an array of rows) is fine
+            continue
+        except ValueError:
+            pass
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json_module.loads(line)
+            except ValueError as exc:
+                return f"{path} line {number} is not valid JSON ({exc}); fix or remove that line"
+            if not isinstance(row, dict):
+                return f"{path} line {number} is a JSON {type(row).__name__}, not an object of columns; fix that line"
+    return None
 
 
 def _datasets_cache(files: list[Path]) -> Path:

@@ -18,12 +18,24 @@ Rank 0 alone writes the run directory.
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from zoo.errors import ConfigError
+
+DISTRIBUTED_COMMANDS = ("train", "pretrain")  # the commands whose processes share the work under torchrun
+# What a collective raises when another process of the job has died (gloo and NCCL wordings).
+PEER_FAILURES = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo", "NCCL",
+                 "DistNetworkError", "DistBackendError", "Socket Timeout", "connection refused")
+
+
+def launched_processes() -> int:
+    """How many processes torchrun started for this job (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ class World:
 
 def join_world(device: str) -> World:
     """The world this process belongs to: joins torchrun's process group when WORLD_SIZE > 1."""
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    size = launched_processes()
     if size == 1:
         return World()
     import torch
@@ -130,11 +142,61 @@ def join_world(device: str) -> World:
     return World(dist.get_rank(), dist.get_world_size())
 
 
+@contextmanager
+def joined_world(device: str) -> Iterator[World]:
+    """The world of this process for the duration of a run, left when the run ends.
+
+    When the run fails because another process of the job died, this process says so in one line and exits at
+    once (exit_after_peer_failure) instead of tearing down a group whose peer is gone."""
+    world = join_world(device)
+    try:
+        yield world
+    except BaseException as exc:
+        exit_after_peer_failure(exc)
+        leave_world(world)
+        raise
+    leave_world(world)
+
+
 def leave_world(world: World) -> None:
     """Tear the process group down; after a run that succeeded, the loops first meet at a barrier (a rank that
-    destroyed its group while another was still in a collective aborted the process under gloo)."""
+    destroyed its group while another was still in a collective aborted the process under gloo).
+
+    Whatever still refers to the group (DistributedDataParallel's reducer sits in reference cycles) is collected
+    first: a gloo group freed later, while the interpreter shuts down, can abort the process with "terminate
+    called without an active exception" after a run that succeeded."""
     if world.size > 1:
+        import gc
+
         import torch.distributed as dist
 
+        gc.collect()
         if dist.is_initialized():
             dist.destroy_process_group()
+        gc.collect()
+
+
+def peer_failure(exc: BaseException) -> bool:
+    """True when `exc` is a collective failing because another process of a torchrun job died."""
+    if launched_processes() == 1:
+        return False
+    text = f"{type(exc).__name__}: {exc}"
+    return isinstance(exc, (RuntimeError, ConnectionError, TimeoutError)) and any(
+        word.lower() in text.lower() for word in PEER_FAILURES)
+
+
+def exit_after_peer_failure(exc: BaseException) -> None:
+    """Under torchrun, when `exc` is another process's failure: say so in one line and leave at once (exit 1).
+
+    Leaving with os._exit skips tearing down a process group whose peer is gone (that can hang, or abort in
+    gloo's threads); the process that failed first prints its own error. Returns when `exc` is anything else."""
+    if not peer_failure(exc):
+        return
+    rank = os.environ.get("RANK", "?")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    print(f"Error: another process of this torchrun job failed, so process {rank} stopped too "
+          f"({first_line[:200]}); the error that stopped the job is printed by the process that failed first",
+          file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)

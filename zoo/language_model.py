@@ -27,7 +27,7 @@ from torch import nn
 
 from zoo.config import RunConfig
 from zoo.encoded import EncodedSplit
-from zoo.model import PAD_ID, build_encoder
+from zoo.model import PAD_ID, build_encoder, check_size
 
 
 class LanguageModel(nn.Module):
@@ -103,6 +103,7 @@ class SampledSoftmax:
 
 
 def build_language_model(config: RunConfig, vocab_size: int) -> LanguageModel:
+    check_size(lambda: LanguageModel(build_encoder(config), vocab_size, config), config)
     return LanguageModel(build_encoder(config), vocab_size, config)
 
 

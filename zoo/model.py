@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import redirect_stdout
 
@@ -11,6 +12,11 @@ from torch import nn
 from zoo.config import RunConfig
 
 PAD_ID = 0
+MAX_PARAMETERS = 2**31  # 8 GiB of float32 weights (and three times that more for Adam): no recurrent classifier
+# needs it, and a mistyped size should be an error before any memory is taken
+PARAMETER_SETTINGS = {"embedding": "tokenizer.vocab_size x classifier.embedding_dim", "head": "classifier.head_hidden",
+                      "forward_head": "classifier.embedding_dim", "backward_head": "classifier.embedding_dim",
+                      "output_bias": "tokenizer.vocab_size"}
 
 
 class Pooling(nn.Module):
@@ -126,8 +132,32 @@ def keras_init(model: nn.Module) -> None:
 
 
 def build_classifier(config: RunConfig, vocab_size: int, num_classes: int = 2) -> Classifier:
-    """Build the plugin's encoder and wrap it in the shared classifier."""
+    """Build the plugin's encoder and wrap it in the shared classifier (its size checked first)."""
+    check_size(lambda: Classifier(build_encoder(config), vocab_size, config, num_classes), config)
     return Classifier(build_encoder(config), vocab_size, config, num_classes)
+
+
+def check_size(build, config: RunConfig) -> None:
+    """Refuse a model over MAX_PARAMETERS before allocating it: `build()` runs on the meta device (shapes, no
+    memory), and the error names the largest tensors and the settings behind them."""
+    from zoo.errors import ConfigError
+
+    try:
+        with torch.device("meta"), redirect_stdout(sys.stderr):
+            shapes = {name: tuple(p.shape) for name, p in build().named_parameters()}
+    except Exception:  # a plugin that cannot build on the meta device: the real build reports its own errors
+        return
+    total = sum(math.prod(shape) for shape in shapes.values())
+    if total <= MAX_PARAMETERS:
+        return
+    sizes = ", ".join(f"encoder.{k} = {v}" for k, v in vars(config.encoder).items()
+                      if isinstance(v, int) and not isinstance(v, bool))
+    settings = PARAMETER_SETTINGS | {"encoder": sizes or "the encoder's settings"}
+    largest = sorted(shapes.items(), key=lambda item: -math.prod(item[1]))[:3]
+    named = "; ".join(f"{name} {list(shape)} ({settings.get(name.split('.')[0], 'its settings')})"
+                      for name, shape in largest)
+    raise ConfigError(f"the model would have {total:,} parameters ({4 * total / 2**30:,.1f} GiB of float32 weights), "
+                      f"over the zoo's limit of {MAX_PARAMETERS:,}; the largest: {named}. Choose smaller sizes")
 
 
 def build_encoder(config: RunConfig) -> nn.Module:

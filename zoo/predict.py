@@ -12,6 +12,7 @@ step (a defined, input-independent probability).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -53,8 +54,13 @@ def evaluate_run(run_path: Path, data: str | None, split: str, threads: int | No
     logits = split_logits(model, encoded, max_tokens=config.train.max_tokens)
     metrics = classification_metrics(logits, encoded.labels, run.classes())
     picture = run.file("confusion.png" if split == "test" else f"confusion-{split}.png")
-    write_confusion(picture, metrics, f"{run.path.name}: {split} ({metrics['count']:,} texts)")
-    return {"run_dir": str(run.path), "split": split, **metrics, "confusion_png": str(picture)}
+    try:
+        write_confusion(picture, metrics, f"{run.path.name}: {split} ({metrics['count']:,} texts)")
+    except OSError as exc:  # a read-only run directory: the figures still count
+        print(f"note: the confusion matrix picture could not be saved to {picture} ({exc.strerror or exc}); "
+              "the figures are complete without it", file=sys.stderr)
+        picture = None
+    return {"run_dir": str(run.path), "split": split, **metrics, "confusion_png": str(picture) if picture else None}
 
 
 def open_predictor(model_path: Path, threads: int | None = None) -> Predictor:

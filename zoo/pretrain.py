@@ -35,7 +35,7 @@ import torch
 from zoo.batching import BucketBatchSampler, collate, evaluation_batches
 from zoo.config import RunConfig
 from zoo.data import DataSpec, Splits, absolute_source, text_digests
-from zoo.distributed import World, join_world, leave_world
+from zoo.distributed import World, joined_world
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, ConfigError, DataError
 from zoo.faults import failpoint
@@ -105,8 +105,7 @@ class LMProgress:
 def pretrain(request: PretrainRequest) -> dict:
     """Train the language model, keep the weights with the best validation perplexity; return a summary."""
     device = pick_device(request.device)
-    world = join_world(device)
-    try:
+    with joined_world(device) as world:
         set_threads(request.threads, world)
         job = open_job(request.resume, request.out, request.config, request.data, request.max_steps, LMProgress,
                        KIND, world)
@@ -118,8 +117,6 @@ def pretrain(request: PretrainRequest) -> dict:
             summary = _pretrain(job, request, device, world)
             world.barrier()  # every rank done before any tears the group down
             return summary
-    finally:
-        leave_world(world)
 
 
 def _load_texts(job: Job, request: PretrainRequest, world: World):

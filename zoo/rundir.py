@@ -15,6 +15,7 @@ read with `torch.load(weights_only=True)`: loading never executes code.
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,25 @@ from zoo.files import atomic_write, atomic_write_text
 CONFIG, TOKENIZER, WEIGHTS, LAST, METRICS, CURVES, CARD = (
     "config.json", "tokenizer.model", "model.pt", "last.pt", "metrics.jsonl", "curves.png", "README.md")
 LOCK = ".zoo.lock"  # held by the process that trains the run
+# What a run writes before its first step: a folder holding only these never trained and may be taken over.
+SETUP_FILES = {CONFIG, TOKENIZER, METRICS, LOCK, "texts.npy"}
+
+
+def never_trained(folder: Path) -> bool:
+    """A zoo run directory that stopped before its first optimizer step (a plugin failing on the first batch, bad
+    data, a kill during setup): only setup files, no checkpoint and no metrics records. Nothing in it is lost by
+    starting again."""
+    files = [p for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    metrics = folder / METRICS
+    return ((folder / CONFIG).is_file() and all(p.is_file() and p.name in SETUP_FILES for p in files)
+            and (not metrics.exists() or metrics.stat().st_size == 0))
+
+
+def clear_setup(folder: Path) -> None:
+    """Remove what a run that never trained left in `folder` (its lock stays: the caller holds it)."""
+    for item in folder.iterdir():
+        if item.name != LOCK:
+            item.unlink()
 
 
 def new_run_dir(out: Path | None, recipe: str) -> "RunDir":
@@ -51,7 +71,7 @@ def new_run_dir(out: Path | None, recipe: str) -> "RunDir":
         raise ConfigError(f"cannot find a free run directory name next to {base}; pass --out")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is an existing file; pick a folder that does not exist yet")
-    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not never_trained(out):
         raise ConfigError(f"--out {out} already exists and is not empty; pick another --out, or --resume it")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +136,11 @@ class RunDir:
                               "or pick another --out") from None
         try:
             if fresh and any(p.name != LOCK for p in self.path.iterdir()):
-                raise ConfigError(f"{self.path} was just taken by another `zoo train`; pick another --out")
+                if not never_trained(self.path):
+                    raise ConfigError(f"{self.path} was just taken by another `zoo train`; pick another --out")
+                print(f"note: {self.path} held a run that stopped before its first training step; starting afresh "
+                      "in its place", file=sys.stderr)
+                clear_setup(self.path)
             for stale in self.path.glob(".*.tmp"):  # an atomic write cut short by a kill
                 stale.unlink()
             yield

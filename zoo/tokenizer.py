@@ -69,13 +69,17 @@ class Tokenizer:
         return self.processor.encode(clean, out_type=int, num_threads=threads or _threads())
 
 
-def train_sentencepiece(texts: Sequence[str], config: TokenizerConfig, output: Path) -> Path:
+def train_sentencepiece(texts: Sequence[str], config: TokenizerConfig, output: Path, what: str = "the texts") -> Path:
     """Train a SentencePiece model on `texts` (already normalized) and write it atomically.
 
     A vocabulary larger than the texts support (a few thousand short sentences) shrinks to the largest size
     SentencePiece reports it can reach, with a note on stderr; one too small for the texts' characters is an
-    error naming the size to use.
+    error naming the size to use; texts too few for the zoo's smallest vocabulary are an error saying so.
+    `what` names the texts in messages (the split and the data source).
     """
+    if not any(t.strip() for t in texts):
+        raise DataError(f"{what} are all empty ({len(texts):,} texts with no characters but spaces): there is "
+                        "nothing to learn a tokenizer from. Check the text column (--text-column) and the data")
     try:
         data = _sentencepiece_model(texts, config.model_type, config.vocab_size)
     except RuntimeError as exc:
@@ -86,15 +90,27 @@ def train_sentencepiece(texts: Sequence[str], config: TokenizerConfig, output: P
             print(f"note: the training texts support a vocabulary of at most {size:,} pieces, not "
                   f"{config.vocab_size:,}; using {size:,} (set tokenizer.vocab_size to choose)", file=sys.stderr)
             data = _sentencepiece_model(texts, config.model_type, size)
+        elif supported:
+            size = int(supported.group(1))
+            characters = sum(len(t) for t in texts)
+            raise DataError(f"{what} are too little text for a tokenizer: {len(texts):,} texts ({characters:,} "
+                            f"characters) support {size} pieces, under the zoo's minimum vocabulary of {MIN_VOCAB}. "
+                            f"Add text: roughly {_more_text(size):.0f} times as much, with more distinct words") from None
         elif needed:
-            raise DataError(f"the training texts use more distinct characters than tokenizer.vocab_size="
+            raise DataError(f"{what} use more distinct characters than tokenizer.vocab_size="
                             f"{config.vocab_size} leaves room for; use --set tokenizer.vocab_size="
                             f"{max(int(needed.group(1)) + 16, MIN_VOCAB)} or more") from None
         else:
-            raise DataError(f"training the tokenizer failed: {exc}; try another --set tokenizer.vocab_size=") from None
+            raise DataError(f"training the tokenizer on {what} ({len(texts):,} texts) failed: {exc}") from None
     failpoint("tokenizer-training")
     atomic_write(output, lambda f: f.write(data))
     return output
+
+
+def _more_text(supported: int) -> float:
+    """A rough factor of more text that reaches MIN_VOCAB pieces: distinct pieces grow about as the square root of
+    the text's size (Heaps' law with exponent 0.5), so the text must grow by the square of the shortfall."""
+    return max(2.0, (MIN_VOCAB / max(supported, 1)) ** 2)
 
 
 def _sentencepiece_model(texts: Sequence[str], model_type: str, vocab_size: int) -> bytes:
@@ -130,7 +146,9 @@ def tokenizer_for(splits: Splits, config: TokenizerConfig) -> Tokenizer:
         if config.use_unsupervised and splits.unsupervised is None:
             raise DataError("tokenizer.use_unsupervised needs the unsupervised split; load it with_unsupervised=True")
         texts = [normalize_text(t) for t in splits.train["text"]]
+        what = f"the train split's texts of {splits.source}"
         if config.use_unsupervised:
             texts += [normalize_text(t) for t in splits.unsupervised["text"]]
-        train_sentencepiece(texts, config, path)
+            what = f"the train and unsupervised splits' texts of {splits.source}"
+        train_sentencepiece(texts, config, path, what)
         return Tokenizer(path)

@@ -30,7 +30,7 @@ import torch
 from zoo.batching import BucketBatchSampler, collate, truncated_lengths
 from zoo.config import RunConfig, TrainConfig
 from zoo.data import DataSpec, absolute_source
-from zoo.distributed import World, join_world, leave_world
+from zoo.distributed import World, joined_world
 from zoo.encoded import encode_splits
 from zoo.errors import CheckpointError, DataError
 from zoo.evaluate import split_logits
@@ -151,8 +151,7 @@ def _load_data(job: Job, request: TrainRequest, world: World):
 def train(request: TrainRequest, step_callback: Callable[[int], None] | None = None) -> dict:
     """Train, select on validation, evaluate once on test; return the run's summary."""
     device = pick_device(request.device)
-    world = join_world(device)
-    try:
+    with joined_world(device) as world:
         set_threads(request.threads, world)
         init_from = None
         if request.init_from is not None and not request.resume:
@@ -168,8 +167,6 @@ def train(request: TrainRequest, step_callback: Callable[[int], None] | None = N
             summary = _train(job, request, device, world, step_callback)
             world.barrier()  # every rank done before any tears the group down
             return summary
-    finally:
-        leave_world(world)
 
 
 def _train(job: Job, request: TrainRequest, device: str, world: World,
