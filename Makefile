@@ -1,7 +1,7 @@
 # Quick start: `make demo` (set up, then the main job) and `make test` (set up, then the tests).
 # torch==2.13.0 is installed before the project: a bare "torch" requirement pulls a CUDA build.
 
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ZOO := $(VENV)/bin/zoo
@@ -10,6 +10,7 @@ DATA ?= ../shared/datasets/imdb
 .PHONY: setup test demo bench
 
 $(VENV)/.installed: pyproject.toml setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 15) else "the zoo needs Python 3.11 to 3.14; $(PYTHON) is " + sys.version.split()[0] + ": pass PYTHON=python3.12 (or another) to make")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

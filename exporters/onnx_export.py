@@ -54,6 +54,7 @@ from zoo.metrics import predicted_classes
 from zoo.registry import architectures
 from zoo.rundir import TOKENIZER, RunDir
 from zoo.runtime import open_session
+from zoo.segmenter import extensions_library
 from zoo.tokenizer import Tokenizer
 
 DEFAULT_OPSET, DEFAULT_ATOL, VALIDATION_REVIEWS = 17, 1e-4, 256
@@ -325,6 +326,10 @@ def export_onnx(run_dir, output=None, *, opset: int | None = None, atol: float |
         raise ExportError(f"--opset {opset}: supported opsets are 14 to 21")
     if quantize not in (None, "int8"):
         raise ExportError(f"--quantize {quantize}: the supported quantization is int8")
+    if with_tokenizer and extensions_library() is None:
+        raise ExportError("--with-tokenizer puts onnxruntime-extensions ops in the graph: install them with "
+                          "`pip install onnxruntime-extensions` (no wheels for Python 3.14 yet: there, export without "
+                          "--with-tokenizer and ship tokenizer.model beside the model)")
     if threads:
         torch.set_num_threads(threads)  # the PyTorch reference forward; onnxruntime's sessions get `threads` too
     run = RunDir.open(run_dir)
@@ -444,8 +449,8 @@ def failure_message(report: dict, failed: Path) -> str:
                 f"int8), more than the allowed {100 * report['max_accuracy_drop']:.2f}; the file is kept as {failed}. "
                 "Export without --quantize, or allow more with --max-accuracy-drop")
     w = report["worst"]
-    hint = (" Only the text front end differs from an ids-in export: check that onnxruntime-extensions and the "
-            "sentencepiece the zoo pins segment alike") if report["input"] == "text" else ""
+    hint = (" Only the text front end differs from an ids-in export, and it segments with the zoo's own "
+            "segmenter (zoo.segmenter): check the text normalization") if report["input"] == "text" else ""
     return (f"the export misses its tolerance: max |logit difference| {w['diff']:.3g} > atol {report['atol']:g}, "
             f"worst in {w['case']} (batch size {w['batch_size']}, review of {w['review_length']} tokens "
             f"in a batch padded to {w['batch_max_length']}: torch {w['torch']:.6f}, onnxruntime "

@@ -4,7 +4,8 @@ Written in ONNX with two onnxruntime-extensions ops (domain ai.onnx.contrib):
 StringRegexReplace applies the zoo's normalization (HTML line breaks become a
 space, the same pattern as zoo.data.normalize_text, written for RE2), and
 SentencepieceTokenizer carries the run's tokenizer.model and applies its NFKC
-normalizer and unigram segmentation. Standard ops then turn the ragged token
+normalizer and unigram segmentation: the same op zoo.segmenter trains and
+predicts with, so the graph reads a text as its run did. Standard ops then turn the ragged token
 list into the padded batch training used: head + tail truncation to
 max_tokens, pad id 0, and an empty text as one pad token of length 1
 (zoo.batching.pad_rows).
@@ -24,8 +25,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from zoo.exporters.graph import Graph
-
-CONTRIB = "ai.onnx.contrib"
+from zoo.segmenter import CONTRIB, op_constants, sentencepiece_op
 
 
 @functools.cache
@@ -42,9 +42,9 @@ def text_frontend(tokenizer_model: bytes, max_tokens: int, opset: int) -> onnx.M
     strings = lambda values: graph.const(np.array(values, dtype=object), "pattern", dtype=object)
     clean = graph.op("StringRegexReplace", ["text", strings([re2_break_pattern()]), strings([" "])],
                      domain=CONTRIB, global_replace=1)
-    off = graph.const([False], "flag", dtype=np.bool_)
-    tokens, splits = graph.op("SentencepieceTokenizer", [clean, graph.ints([0]), graph.const([0.0], "alpha"), off, off, off],
-                              outputs=2, domain=CONTRIB, model=tokenizer_model)
+    constants = {name: graph.const(value, name, dtype=value.dtype) for name, value in op_constants().items()}
+    tokens, splits = graph.fresh("tokens"), graph.fresh("splits")
+    graph.nodes.append(sentencepiece_op(tokenizer_model, clean, tokens, splits, constants))  # the zoo's own segmenter
     # Pad id 0 goes first, so that index 0 is padding even when every text is empty.
     tokens = graph.op("Concat", [graph.ints([0]), graph.op("Cast", [tokens], to=TensorProto.INT64)], axis=0)
     big = graph.ints([np.iinfo(np.int64).max])

@@ -181,8 +181,9 @@ def test_text_front_end_gives_the_training_batch(runs, max_tokens):
 
 
 @pytest.mark.skipif(not conftest.SHARED_IMDB.exists(), reason="needs ../shared/datasets/imdb")
-def test_onnxruntime_extensions_segments_real_reviews_like_sentencepiece(tmp_path):
-    """Ties between equal-scoring segmentations ('.' + '......' or '......' + '.') break alike (the reason for the pin)."""
+def test_the_text_graph_segments_real_reviews_as_the_zoo_does(tmp_path):
+    """The text front end gives exactly the ids the zoo trains on, ties between equal-scoring segmentations ('.' +
+    '......' or '......' + '.') included: both run onnxruntime-extensions' op (zoo.segmenter)."""
     from zoo.config import TokenizerConfig
     from zoo.data import load_splits, normalize_text
     from zoo.exporters.text_frontend import text_frontend

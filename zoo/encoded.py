@@ -16,7 +16,7 @@ import numpy as np
 from zoo.cache import cache_dir, cache_lock
 from zoo.data import Splits
 from zoo.faults import failpoint
-from zoo.tokenizer import Tokenizer, sentencepiece_version
+from zoo.tokenizer import Tokenizer
 
 
 @dataclass
@@ -52,7 +52,7 @@ def encode_splits(splits: Splits, tokenizer: Tokenizer,
     available = splits.named()
     out = {}
     for name in [n for n in names if n in available]:
-        path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-spm{sentencepiece_version()}-{name}.arrow"
+        path = folder / f"{splits.fingerprint}-{tokenizer.sha256[:16]}-{tokenizer.segmenter.name}-{name}.arrow"
         with cache_lock(path):  # one process encodes, another wanting the same split waits and reuses it
             encoded = _load_encoded(path, len(available[name]))
             if encoded is None:

@@ -159,7 +159,8 @@ def _load_texts(job: Job, request: PretrainRequest, world: World):
                                     "texts": {n: len(encoded[n]) for n in names if n != "validation"},
                                     "validation_texts": min(len(encoded["validation"]), pc.eval_texts or sys.maxsize),
                                     "chunks": {"train": len(texts), "validation": len(validation)}},
-            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
+            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256,
+                          "segmenter": tokenizer.segmenter.name},
         })
     elif recorded is not None and (tokenizer.sha256 != recorded or run.tokenizer().sha256 != recorded):
         raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "

@@ -25,6 +25,7 @@ import numpy as np
 from zoo.batching import evaluation_batches, pad_rows, truncate
 from zoo.errors import CheckpointError
 from zoo.metrics import logits_shape, predictions
+from zoo.segmenter import extensions_library
 from zoo.tokenizer import MAX_TEXT_CHARS, Tokenizer
 
 BATCH, BATCH_TOKENS, BATCH_CHARS = 64, 64 * 1024, 64 * 1024 * 5  # ~5 characters a token
@@ -55,23 +56,9 @@ def open_session(model: str | Path | bytes, threads: int | None = None):
     library = extensions_library()
     if library is None:
         raise CheckpointError("this model takes raw text through onnxruntime-extensions ops; "
-                              "install them with `pip install onnxruntime-extensions`")
+                              "install them with `pip install onnxruntime-extensions` (it has no wheels for Python 3.14 yet: "
+                              "use Python 3.11 to 3.13, or an ids-in export with its tokenizer.model)")
     return session(library)
-
-
-def extensions_library() -> str | None:
-    """The onnxruntime-extensions ops library, found without importing the package (that takes seconds)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("onnxruntime_extensions")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("_extensions_pydll*"))
-    if found:
-        return str(found[0])
-    from onnxruntime_extensions import get_library_path  # a layout this lookup does not know
-
-    return get_library_path()
 
 
 def check_external_data(path: Path) -> None:

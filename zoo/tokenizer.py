@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from zoo.data import Splits, normalize_text
 from zoo.errors import DataError
 from zoo.faults import failpoint
 from zoo.files import atomic_write
+from zoo.segmenter import Segmenter, default_threads
 
 if TYPE_CHECKING:
     import sentencepiece
@@ -34,18 +34,14 @@ MAX_TEXT_CHARS = 1_000_000  # longer inputs are cut before encoding (a 1 MB revi
 
 
 def sentencepiece_version() -> str:
-    """Part of every cache key: sentencepiece releases differ in training and in tie-breaking when encoding."""
+    """Part of the tokenizer cache key: sentencepiece releases train different models from the same texts."""
     from importlib.metadata import version
 
     return version("sentencepiece")
 
 
-def _threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
 class Tokenizer:
-    """A loaded SentencePiece model that applies the zoo's text normalization."""
+    """A loaded SentencePiece model that applies the zoo's text normalization and segments with zoo.segmenter."""
 
     def __init__(self, model_path: Path | str):
         import sentencepiece as spm
@@ -59,14 +55,23 @@ class Tokenizer:
         self.sha256 = hashlib.sha256(data).hexdigest()
         if self.processor.pad_id() != PAD_ID:
             raise DataError(f"tokenizer {self.path} has pad id {self.processor.pad_id()}, the zoo needs {PAD_ID}")
+        self._model = data
+        self._segmenter: Segmenter | None = None
 
     @property
     def vocab_size(self) -> int:
         return self.processor.get_piece_size()
 
+    @property
+    def segmenter(self) -> Segmenter:
+        """What turns text into ids (zoo.segmenter), made on first use."""
+        if self._segmenter is None:
+            self._segmenter = Segmenter(self._model)
+        return self._segmenter
+
     def encode(self, texts: Sequence[str], threads: int | None = None) -> list[list[int]]:
         clean = [normalize_text(t[:MAX_TEXT_CHARS]) for t in texts]
-        return self.processor.encode(clean, out_type=int, num_threads=threads or _threads())
+        return self.segmenter.encode(clean, threads)
 
 
 def train_sentencepiece(texts: Sequence[str], config: TokenizerConfig, output: Path, what: str = "the texts") -> Path:
@@ -125,7 +130,7 @@ def _sentencepiece_model(texts: Sequence[str], model_type: str, vocab_size: int)
         pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
         max_sentence_length=1 << 16,  # whole reviews; the default 4,192 bytes drops the long ones
         input_sentence_size=0, shuffle_input_sentence=False,  # use every review, in order
-        num_threads=_threads(),
+        num_threads=default_threads(),
         minloglevel=2,
     )
     return buffer.getvalue()

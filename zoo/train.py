@@ -139,7 +139,8 @@ def _load_data(job: Job, request: TrainRequest, world: World):
                 "columns": list(splits.columns), "own_validation": splits.own_validation,
                 "with_unsupervised": unlabelled,
                 "rows": {name: len(split) for name, split in encoded.items()}},
-            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256},
+            "tokenizer": {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256,
+                          "segmenter": tokenizer.segmenter.name},
         })
     elif recorded is not None and (tokenizer.sha256 != recorded or run.tokenizer().sha256 != recorded):
         raise CheckpointError(f"the data at {splits.source} gives another tokenizer than {run.file(TOKENIZER)}; "
