@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 setup: $(VENV)/.installed
 
+# Both cores; a test file's tests stay on one worker (they share its module fixtures).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 SAMPLE := The movie was cool. The animation and the graphics were out of this world. I would recommend this movie.
 

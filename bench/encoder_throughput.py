@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.cells import Cell
-from zoo.config import ClassifierConfig, RunConfig
-from zoo.contract import cell_architecture
-from zoo.model import Classifier, build_classifier
-from zoo.registry import architectures
+from zoo.config.sections import ClassifierConfig, RunConfig
+from zoo.models.build import build_classifier
+from zoo.models.classifier import Classifier
+from zoo.plugin_api import cell_architecture
+from zoo.plugin_api.cells import Cell
+from zoo.registry.discovery import architectures
 
 VOCAB, EMBED, HIDDEN, BATCH = 8192, 64, 64, 64
 

@@ -24,17 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.batching import evaluation_batches, pad_rows
-from zoo.config import TokenizerConfig
-from zoo.data import load_splits
-from zoo.encoded import encode_splits
-from zoo.exporters.onnx_export import build_onnx, encoder_lowering
-from zoo.exporters.scan import lower_cell_encoder
-from zoo.model import build_classifier
-from zoo.recipes import resolve
-from zoo.registry import architectures
-from zoo.runtime import open_session
-from zoo.tokenizer import tokenizer_for
+from zoo.config.sections import TokenizerConfig
+from zoo.data.batching import evaluation_batches, pad_rows
+from zoo.data.encoding import encode_splits
+from zoo.data.splits import load_splits
+from zoo.data.tokenizer import tokenizer_for
+from zoo.exporters.onnx.classifier import build_onnx, encoder_lowering
+from zoo.exporters.onnx.scan import lower_cell_encoder
+from zoo.inference.runtime import open_session
+from zoo.models.build import build_classifier
+from zoo.registry.discovery import architectures
+from zoo.registry.resolve import resolve
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "imdb"
 
@@ -112,19 +112,20 @@ VARIANTS = {"fp32": {}, "text": {"with_tokenizer": True}, "int8": {"quantize": "
 
 def parity(run_path: Path, data: str, variants: list[str], threads: int) -> None:
     """Full test split: accuracy of PyTorch and of each export variant, differences, and seconds taken."""
-    from zoo.evaluate import split_logits
-    from zoo.exporters.onnx_export import default_output, export_onnx
-    from zoo.metrics import classification_metrics
-    from zoo.rundir import TOKENIZER, RunDir
-    from zoo.runtime import OnnxClassifier
-    from zoo.tokenizer import Tokenizer
+    from zoo.exporters.onnx.export import default_output, export_onnx
+    from zoo.inference.logits import split_logits
+    from zoo.inference.metrics import classification_metrics
+    from zoo.inference.runtime import OnnxClassifier
+    from zoo.runs.loaders import open_run, run_classifier, run_tokenizer
 
-    run = RunDir.open(run_path)
+    run, record = open_run(run_path)
+    tokenizer = run_tokenizer(run, record)
     splits = load_splits(data)
-    test = encode_splits(splits, Tokenizer(run.file(TOKENIZER)), names=["test"])["test"]
+    test = encode_splits(splits, tokenizer, names=["test"])["test"]
+    classes = record.classes
     start = time.perf_counter()
-    reference = split_logits(run.load_model(), test)
-    print(f"torch: test accuracy {100 * classification_metrics(reference, test.labels)['accuracy']:.3f}% "
+    reference = split_logits(run_classifier(run, record, tokenizer), test)
+    print(f"torch: test accuracy {100 * classification_metrics(reference, test.labels, classes)['accuracy']:.3f}% "
           f"in {time.perf_counter() - start:.1f} s")
     for variant in variants:
         options = VARIANTS[variant]
@@ -139,8 +140,8 @@ def parity(run_path: Path, data: str, variants: list[str], threads: int) -> None
         else:
             logits = runtime.logits_from_ids([test.ids(i).astype(np.int64) for i in range(len(test))])
         seconds = time.perf_counter() - start
-        a = classification_metrics(reference, test.labels)["accuracy"]
-        b = classification_metrics(logits, test.labels)["accuracy"]
+        a = classification_metrics(reference, test.labels, classes)["accuracy"]
+        b = classification_metrics(logits, test.labels, classes)["accuracy"]
         print(f"{variant}: test accuracy torch {100 * a:.3f}%, onnxruntime {100 * b:.3f}%, difference "
               f"{100 * (b - a):+.3f} points; max |logit diff| {np.abs(reference - logits).max():.2e}; predictions that "
               f"differ: {int(((reference > 0) != (logits > 0)).sum())}; {seconds:.1f} s for the test split", flush=True)

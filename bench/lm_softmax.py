@@ -30,19 +30,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from zoo.batching import BucketBatchSampler, collate
-    from zoo.data import load_splits
-    from zoo.encoded import encode_splits
-    from zoo.language_model import SampledSoftmax, build_language_model, chunked, token_counts
-    from zoo.loop import make_optimizer
-    from zoo.recipes import resolve
-    from zoo.tokenizer import tokenizer_for
+    from zoo.data.batching import BucketBatchSampler, collate
+    from zoo.data.encoding import chunk_texts, encode_splits
+    from zoo.data.splits import load_splits
+    from zoo.data.tokenizer import tokenizer_for
+    from zoo.models.build import build_language_model
+    from zoo.models.language_model import SampledSoftmax, token_counts
+    from zoo.registry.resolve import resolve
+    from zoo.training.optimizer import make_optimizer
 
     config = resolve(args.recipe)
     splits = load_splits(args.data, with_unsupervised=True)
     tokenizer = tokenizer_for(splits, config.tokenizer)
     encoded = encode_splits(splits, tokenizer, ("train", "unsupervised"))
-    texts = chunked([encoded["train"], encoded["unsupervised"]], config.pretrain.chunk_tokens)
+    texts = chunk_texts([encoded["train"], encoded["unsupervised"]], config.pretrain.chunk_tokens)
     counts = token_counts(texts, tokenizer.vocab_size)
     sampler = BucketBatchSampler(texts.lengths, config.train.batch_size, config.train.max_batch_tokens, 0)
     batches = [collate(texts, b) for b in sampler.epoch_batches(0)[: args.rounds + 1]]

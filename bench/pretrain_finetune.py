@@ -4,7 +4,7 @@ For each seed: `zoo pretrain bilstm-lm --budget B` keeping snapshots every S
 minutes, then `zoo train bilstm-ft --init-from` each snapshot (and the kept
 lm.pt), and `zoo train bilstm-ft` with no pretraining (0 minutes). Prints one
 row per (minutes, seed), the mean per budget, writes the curve as a PNG and,
-with --readme, the table into README.md between the PRETRAINING markers.
+with --results, the table into docs/results/pretraining.md between the PRETRAINING markers.
 
     python bench/pretrain_finetune.py --data ../shared/datasets/imdb --budget 60 --snapshot-minutes 15 --seeds 0 1
     python bench/pretrain_finetune.py --processes 2 --threads 1 ...     # one process per core (torchrun)
@@ -29,7 +29,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from readme_table import replace_rows
+from results_table import replace_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,8 +101,8 @@ def main() -> None:
                         help="fine-tune each starting point with these seeds (default: the pretraining run's seed)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tuning recipe without pretraining")
     parser.add_argument("--ft-set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="settings for the fine-tuning runs (an ablation; its rows are not written to the README)")
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+                        help="settings for the fine-tuning runs (an ablation; its rows are not written to docs/results)")
+    parser.add_argument("--results", action="store_true", help="write the table into docs/results/pretraining.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -137,10 +137,10 @@ def main() -> None:
                                        f"{date.today().isoformat()} |")
     print("\n".join(table.values()))
     _plot(by_minutes, args.out / "pretraining-curve.png")
-    if args.readme and not args.ft_set:
+    if args.results and not args.ft_set:
         header = ["| pretraining minutes | test accuracy per seed (%) | mean (%) "
                   "| fine-tuning minutes, whole command (max) | date |", "| --- | --- | --- | --- | --- |"]
-        replace_rows(ROOT / "README.md", "<!-- PRETRAINING:BEGIN -->", "<!-- PRETRAINING:END -->", header, table)
+        replace_rows(ROOT / "docs" / "results" / "pretraining.md", "<!-- PRETRAINING:BEGIN -->", "<!-- PRETRAINING:END -->", header, table)
 
 
 def _plot(by_minutes: dict[float, list[dict]], path: Path) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 def segment(tokenizer, texts: list[str], library: bool) -> list[list[int]]:
     """The ids of `texts` from onnxruntime-extensions (library False) or the sentencepiece library (True)."""
-    from zoo.segmenter import SEGMENTER_ENV, Segmenter
+    from zoo.data.segmenter import SEGMENTER_ENV, Segmenter
 
     previous = os.environ.pop(SEGMENTER_ENV, None)
     if library:
@@ -36,11 +36,10 @@ def segment(tokenizer, texts: list[str], library: bool) -> list[list[int]]:
         os.environ.pop(SEGMENTER_ENV, None)
         if previous is not None:
             os.environ[SEGMENTER_ENV] = previous
-    from zoo.data import normalize_text
-    from zoo.tokenizer import MAX_TEXT_CHARS
+    from zoo.data.text import normalize_text
 
     started = time.perf_counter()
-    ids = segmenter.encode([normalize_text(t[:MAX_TEXT_CHARS]) for t in texts])
+    ids = segmenter.encode([normalize_text(t) for t in texts])
     print(f"{segmenter.name}: {len(texts):,} texts in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return ids
 
@@ -52,14 +51,14 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
 
-    from zoo.config import TokenizerConfig
-    from zoo.data import load_splits
-    from zoo.rundir import RunDir
-    from zoo.tokenizer import tokenizer_for
+    from zoo.config.sections import TokenizerConfig
+    from zoo.data.splits import load_splits
+    from zoo.data.tokenizer import tokenizer_for
+    from zoo.runs.loaders import open_run, run_classifier, run_data, run_tokenizer
 
-    run = RunDir.open(args.run) if args.run else None
-    splits = run.load_data(args.data) if run else load_splits(args.data)
-    tokenizer = run.tokenizer() if run else tokenizer_for(splits, TokenizerConfig())
+    run, record = open_run(args.run) if args.run else (None, None)
+    splits = run_data(run, record, args.data) if run else load_splits(args.data)
+    tokenizer = run_tokenizer(run, record) if run else tokenizer_for(splits, TokenizerConfig())
     dataset = splits.named()[args.split]
     texts, labels = list(dataset["text"]), np.asarray(dataset["label"])
     ops, library = segment(tokenizer, texts, False), segment(tokenizer, texts, True)
@@ -69,11 +68,11 @@ def main() -> None:
            "sentencepiece": version("sentencepiece"), "tokenizer_sha256": tokenizer.sha256[:16],
            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     if run is not None:
-        from zoo.encoded import EncodedSplit
-        from zoo.evaluate import split_logits
-        from zoo.metrics import predicted_classes
+        from zoo.data.encoding import EncodedSplit
+        from zoo.inference.logits import split_logits
+        from zoo.inference.metrics import predicted_classes
 
-        model, max_tokens = run.load_model(), run.config().train.max_tokens
+        model, max_tokens = run_classifier(run, record, tokenizer), record.config.train.max_tokens
         predicted = {}
         for name, ids in (("onnxruntime_extensions", ops), ("sentencepiece", library)):
             logits = split_logits(model, EncodedSplit.from_lists(name, ids, labels), max_tokens=max_tokens)

@@ -2,10 +2,10 @@
 
 For each (dataset, recipe): `zoo train RECIPE --data DIR --json` in a fresh process; test accuracy and
 macro-F1 (best validation epoch, evaluated once), best validation accuracy, epochs, wall seconds of the
-whole command, tokens/s, and the command. With --readme, each row of the table between the DATASETS
-markers in README.md is replaced (or added); the rest of the block is kept.
+whole command, tokens/s, and the command. With --results, each row of the table between the DATASETS
+markers of docs/results/datasets.md is replaced (or added); the rest of the block is kept.
 
-    python bench/train_datasets.py --datasets sst2 sst5 --recipes bilstm classic [--seeds 0 1 2] [--readme]
+    python bench/train_datasets.py --datasets sst2 sst5 --recipes bilstm classic [--seeds 0 1 2] [--results]
     python bench/train_datasets.py --datasets imdb --recipes bilstm --set train.eval_every=0
     python bench/train_datasets.py --datasets sst2 --recipes bilstm-ft --init-from runs/lm-seed0 \
         --row-name "bilstm-ft from an IMDB LM" --seeds 0 1 2     # transfer from `zoo pretrain` on IMDB
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from readme_table import replace_rows
+from results_table import replace_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train each row once per seed (--seed N)")
     parser.add_argument("--init-from", default=None, help="a `zoo pretrain` run every recipe starts from")
     parser.add_argument("--row-name", default=None, help="the table's name for the recipe (default: its name)")
-    parser.add_argument("--readme", action="store_true", help="write the rows into README.md")
+    parser.add_argument("--results", action="store_true", help="write the table into docs/results/datasets.md")
     args = parser.parse_args()
     extra = [f"--set={s}" for s in args.extra] + (["--init-from", args.init_from] if args.init_from else [])
     rows = {}
@@ -94,8 +94,8 @@ def main() -> None:
             name = args.row_name or recipe
             rows[f"| {dataset} | {name} |"] = table_row(name, seeded)
     print("\n".join(HEADER + list(rows.values())))
-    if args.readme:
-        replace_rows(ROOT / "README.md", BEGIN, END, HEADER, rows)
+    if args.results:
+        replace_rows(ROOT / "docs" / "results" / "datasets.md", BEGIN, END, HEADER, rows)
 
 
 if __name__ == "__main__":

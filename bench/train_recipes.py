@@ -4,10 +4,10 @@ For each recipe: test accuracy (best validation epoch, evaluated once), best
 validation accuracy, wall seconds of the whole command, training seconds,
 seconds per epoch, tokens/s, and the training seconds at which validation
 accuracy first reached 85% (validation every 100 steps by default: --set train.eval_every=100).
-With --readme, each recipe's row in the table between the RESULTS markers in
-README.md is replaced (or added); the rest of that block is kept.
+With --results, each recipe's row in the table between the RESULTS markers of
+docs/results/imdb-recipes.md is replaced (or added); the rest of that block is kept.
 
-    python bench/train_recipes.py bilstm classic gru peephole bilstm-seed [--data DIR] [--readme]
+    python bench/train_recipes.py bilstm classic gru peephole bilstm-seed [--data DIR] [--results]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from readme_table import replace_rows
+from results_table import replace_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "imdb"
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("recipes", nargs="+")
     parser.add_argument("--data", default=str(SHARED))
     parser.add_argument("--runs", default=str(ROOT / "runs" / "bench"))
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--results", action="store_true", help="write the table into docs/results/imdb-recipes.md")
     parser.add_argument("--set", dest="extra", action="append", default=["train.eval_every=100"])
     args = parser.parse_args()
     rows = []
@@ -72,8 +72,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     print("\n".join(HEADER + [table_row(r) for r in rows]))
-    if args.readme:
-        replace_rows(ROOT / "README.md", BEGIN, END, HEADER, {f"| {r['recipe']} |": table_row(r) for r in rows})
+    if args.results:
+        replace_rows(ROOT / "docs" / "results" / "imdb-recipes.md", BEGIN, END, HEADER, {f"| {r['recipe']} |": table_row(r) for r in rows})
 
 
 if __name__ == "__main__":

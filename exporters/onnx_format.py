@@ -1,10 +1,10 @@
-"""The built-in `onnx` export format (light module: the work is in zoo.exporters.onnx_export)."""
+"""The built-in `onnx` export format (light module: the work is in zoo.exporters.onnx)."""
 
-from zoo.contract import Exporter
+from zoo.plugin_api import Exporter
 
 
 def export(run_dir, output=None, **options) -> dict:
-    from zoo.exporters.onnx_export import export_onnx
+    from zoo.exporters.onnx.export import export_onnx
 
     return export_onnx(run_dir, output, **options)
 

@@ -1,28 +1,9 @@
 """`classic`: a unidirectional LSTM on PyTorch's fused nn.LSTM."""
 
-from zoo.contract import Architecture
+from zoo.plugin_api import Architecture
+from zoo.plugins.fused import causal_build, fused_lowering
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
 
-
-def build(hp: RecurrentHyperparameters, input_size: int):
-    from torch import nn
-
-    from zoo.plugins.encoders import CausalRNNEncoder
-
-    dropout = hp.dropout if hp.num_layers > 1 else 0.0
-    return CausalRNNEncoder(nn.LSTM(input_size, hp.hidden_size, hp.num_layers, batch_first=True, dropout=dropout))
-
-
-def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
-    from zoo.exporters.lowering import lower_lstm_stack
-
-    return lower_lstm_stack(graph, encoder.rnn, x, lengths)
-
-
-architecture = Architecture(
-    name="classic",
-    summary="LSTM, one direction (fused nn.LSTM)",
-    hyperparameters=RecurrentHyperparameters,
-    build=build,
-    lower_onnx=lower_onnx,
-)
+build = causal_build("LSTM")
+architecture = Architecture(name="classic", summary="LSTM, one direction (fused nn.LSTM)",
+                            hyperparameters=RecurrentHyperparameters, build=build, lower_onnx=fused_lowering("LSTM"))

@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from zoo.cells import Cell
-from zoo.sequences import reverse_within_length, step_mask  # noqa: F401 (plugins import them from here too)
+from zoo.plugin_api.cells import Cell
+from zoo.plugin_api.sequences import reverse_within_length, step_mask
 
 
 class CausalRNNEncoder(nn.Module):

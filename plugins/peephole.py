@@ -4,7 +4,7 @@ The zoo runs the cell (time loop, padding, layers, both directions); the ONNX ex
 keeps a native fast path, ONNX's own LSTM op with peepholes.
 """
 
-from zoo.contract import cell_architecture
+from zoo.plugin_api import cell_architecture
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
 
 
@@ -15,7 +15,7 @@ def build_cell(hp: RecurrentHyperparameters, input_size: int):
 
 
 def lower_onnx(encoder, graph, x: str, lengths: str) -> str:
-    from zoo.exporters.lowering import lower_peephole_stack
+    from zoo.plugin_api.onnx import lower_peephole_stack
 
     return lower_peephole_stack(graph, encoder, x, lengths)
 

@@ -38,13 +38,14 @@ def clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
 
 
 def make_distribution(site: Path, name: str, version: str, modules: dict[str, str],
-                      architectures: dict[str, str] = {}, exporters: dict[str, str] = {}) -> None:
+                      architectures: dict[str, str] = {}, exporters: dict[str, str] = {},
+                      recipes: dict[str, str] = {}) -> None:
     """Write an installed distribution (dist-info + modules) into `site`, as pip would."""
     dist_info = site / f"{name.replace('-', '_')}-{version}.dist-info"
     dist_info.mkdir(parents=True)
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     lines = []
-    for group, entries in (("zoo.architectures", architectures), ("zoo.exporters", exporters)):
+    for group, entries in (("zoo.architectures", architectures), ("zoo.exporters", exporters), ("zoo.recipes", recipes)):
         if entries:
             lines.append(f"[{group}]")
             lines.extend(f"{k} = {v}" for k, v in entries.items())
@@ -70,13 +71,13 @@ def run_zoo(*args: str, env: dict[str, str] | None = None, site: Path | None = N
 @pytest.fixture
 def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A site directory on sys.path for this test, with the registries reset around it."""
-    import zoo.registry
+    import zoo.registry.discovery
 
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("ZOO_DISABLE_PLUGINS", raising=False)
-    monkeypatch.setattr(zoo.registry, "_registries", {})
+    monkeypatch.setattr(zoo.registry.discovery, "_registries", {})
     return site
 
 

@@ -5,7 +5,7 @@ import torch
 
 from zoo import testing
 from zoo.plugins.hyperparameters import RecurrentHyperparameters
-from zoo.registry import architectures
+from zoo.registry.discovery import architectures
 
 BUILTINS = ["classic", "peephole", "gru", "bilstm"]
 
@@ -82,8 +82,8 @@ def test_bilstm_last_pooling_reads_backward_direction_at_first_step():
 
 
 def test_keras_init_matches_the_seed_tutorials_initializers():
-    from zoo.recipes import resolve
-    from zoo.model import build_classifier
+    from zoo.models.build import build_classifier
+    from zoo.registry.resolve import resolve
 
     model = build_classifier(resolve("bilstm-seed"), 100)
     embedding = model.embedding.weight
@@ -99,8 +99,8 @@ def test_keras_init_matches_the_seed_tutorials_initializers():
 
 def test_embedding_std_sets_the_initial_scale_and_keeps_padding_zero():
     from zoo.errors import ConfigError
-    from zoo.model import build_classifier
-    from zoo.recipes import resolve
+    from zoo.models.build import build_classifier
+    from zoo.registry.resolve import resolve
 
     default = build_classifier(resolve("classic"), 2000).embedding.weight[1:]  # PyTorch's N(0, 1)
     recipe = build_classifier(resolve("bilstm"), 2000).embedding.weight  # the recipe's 0.3
@@ -115,8 +115,8 @@ def test_embedding_std_sets_the_initial_scale_and_keeps_padding_zero():
 
 
 def test_word_dropout_drops_whole_words_in_training_only():
-    from zoo.model import build_classifier
-    from zoo.recipes import resolve
+    from zoo.models.build import build_classifier
+    from zoo.registry.resolve import resolve
 
     model = build_classifier(resolve("bilstm", ["classifier.word_dropout=0.5", "classifier.embedding_dropout=0"]), 100)
     seen = []

@@ -9,16 +9,17 @@ import shutil
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import onnx
 import pytest
 import torch
-
-import conftest
 from conftest import clean_error, make_distribution, run_zoo
 from imdb_fixtures import write_hub_folder, write_stanford_folder
-from zoo.recipes import resolve
-from zoo.train import TrainRequest, train
+
+from zoo.registry.resolve import resolve
+from zoo.training.classify import train
+from zoo.training.job import RunRequest
 
 TINY = conftest.TINY + ["train.epochs=2", "train.patience=0"]
 
@@ -31,8 +32,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1))
-    from zoo.registry import exporters
+    train(RunRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1))
+    from zoo.registry.discovery import exporters
 
     exporters().get("onnx").export(out)
     exporters().get("onnx").export(out, with_tokenizer=True)
@@ -99,7 +100,7 @@ def test_stdin_is_streamed(run):
 
 def test_a_replaced_tokenizer_is_refused(run, tmp_path, tiny_data):
     other = tmp_path / "other"
-    train(TrainRequest(resolve("gru", TINY + ["tokenizer.vocab_size=90"]), data=tiny_data, out=other, threads=1))
+    train(RunRequest(resolve("gru", TINY + ["tokenizer.vocab_size=90"]), data=tiny_data, out=other, threads=1))
     mixed = tmp_path / "mixed"
     shutil.copytree(run, mixed)
     shutil.copyfile(other / "tokenizer.model", mixed / "tokenizer.model")
@@ -109,7 +110,7 @@ def test_a_replaced_tokenizer_is_refused(run, tmp_path, tiny_data):
 
 def test_export_never_overwrites_another_runs_files(run, tmp_path, tiny_data):
     other = tmp_path / "other"
-    train(TrainRequest(resolve("gru", TINY + ["tokenizer.vocab_size=90"]), data=tiny_data, out=other, threads=1))
+    train(RunRequest(resolve("gru", TINY + ["tokenizer.vocab_size=90"]), data=tiny_data, out=other, threads=1))
     before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
     clean_error(run_zoo("export", str(run), "-o", str(other / "x.onnx")), "another run's directory")
     foreign = tmp_path / "serving"
@@ -139,7 +140,7 @@ def test_evaluating_or_resuming_with_other_data_needs_consent(run, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         config = resolve("bilstm", TINY + ["train.checkpoint_every=3"])
-        train(TrainRequest(config, data=str(moved), out=cut, threads=1), step_callback=stop)
+        train(RunRequest(config, data=str(moved), out=cut, threads=1), step_callback=stop)
     clean_error(run_zoo("train", "--resume", str(cut), "--data", str(relabelled)), "not the data")
 
 
@@ -169,7 +170,7 @@ def test_out_that_exists_is_refused_before_any_work(tmp_path):
 
 
 def test_json_output_never_holds_nan(monkeypatch, capsys):
-    from zoo.cli import print_json
+    from zoo.cli.options import print_json
 
     print_json({"loss": math.nan, "rows": [math.inf, 1.5]})
     assert json.loads(capsys.readouterr().out) == {"loss": None, "rows": [None, 1.5]}

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from zoo import testing
-from zoo.cells import Cell
-from zoo.contract import cell_architecture
 from zoo.errors import PluginError
+from zoo.plugin_api import cell_architecture
+from zoo.plugin_api.cells import Cell
 
 
 @dataclass
@@ -74,10 +74,11 @@ def test_shared_hyperparameters_are_added_and_checked():
 
 def test_peephole_scan_lowering_agrees_with_its_native_lstm():
     """The same weights through ONNX's LSTM-with-P (the fast path) and through the generic Scan lowering."""
-    from zoo.exporters.onnx_export import build_onnx, validate
-    from zoo.exporters.scan import lower_cell_encoder
-    from zoo.registry import architectures
-    from zoo.runtime import open_session
+    from zoo.exporters.onnx.classifier import build_onnx
+    from zoo.exporters.onnx.scan import lower_cell_encoder
+    from zoo.exporters.onnx.validation import validate
+    from zoo.inference.runtime import open_session
+    from zoo.registry.discovery import architectures
 
     peephole = architectures().get("peephole")
     for bidirectional in (False, True):
@@ -137,3 +138,53 @@ def test_each_way_to_get_a_cell_wrong_has_a_clear_error(cell, message):
         model = testing.small_classifier(broken)
         ids, lengths = testing.padded(testing.random_reviews([3, 5, 2]))
         model(ids, lengths)
+
+
+PARAMETRIZED = """
+import torch
+from torch import nn
+from zoo.plugin_api.cells import Cell
+
+
+class NonNegative(nn.Module):
+    def forward(self, weight):
+        return nn.functional.softplus(weight)
+
+
+class DecayCell(Cell):
+    \"\"\"h_t = tanh(x_t W) + exp(-d) * h_{t-1}, with the decay rates d kept >= 0 by a parametrization.\"\"\"
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size, self.state_sizes = hidden_size, (hidden_size,)
+        self.input = nn.Linear(input_size, hidden_size)
+        self.decay = nn.Parameter(torch.randn(hidden_size))
+        nn.utils.parametrize.register_parametrization(self, "decay", NonNegative())
+
+    def step(self, x_t, state):
+        (h,) = state
+        h = torch.tanh(self.input(x_t)) + torch.exp(-self.decay) * h
+        return h, (h,)
+"""
+
+
+def test_a_cell_with_a_constrained_weight_passes_the_contract_suite(tmp_path, monkeypatch):
+    """docs/plugins.md: a weight kept in range by torch's parametrizations trains and exports like any other."""
+    from dataclasses import dataclass
+
+    (tmp_path / "decay_cell.py").write_text(PARAMETRIZED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    @dataclass
+    class DecayHyperparameters:
+        hidden_size: int = 5
+
+    def build_cell(hp, input_size):
+        from decay_cell import DecayCell
+
+        return DecayCell(input_size, hp.hidden_size)
+
+    architecture = cell_architecture("decay", "a decay cell", DecayHyperparameters, build_cell)
+    testing.check_architecture(architecture, DecayHyperparameters(hidden_size=4))  # the plugin's own dataclass
+    cell = build_cell(DecayHyperparameters(), 3)
+    assert float(cell.decay.detach().min()) >= 0.0 and "parametrizations.decay.original" in dict(cell.named_parameters())

@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_IMDB, run_zoo
 from imdb_fixtures import write_hub_folder, write_stanford_folder, write_tarball
-from zoo.batching import BucketBatchSampler, collate, evaluation_batches
-from zoo.config import TokenizerConfig
-from zoo.data import load_splits, normalize_text
-from zoo.encoded import encode_splits
+
+from zoo.config.sections import TokenizerConfig
+from zoo.data.batching import BucketBatchSampler, collate, evaluation_batches
+from zoo.data.encoding import encode_splits
+from zoo.data.splits import load_splits
+from zoo.data.text import normalize_text
+from zoo.data.tokenizer import Tokenizer, tokenizer_for, train_sentencepiece
 from zoo.errors import DataError
-from zoo.tokenizer import Tokenizer, tokenizer_for, train_sentencepiece
 
 SMALL_VOCAB = TokenizerConfig(vocab_size=80)
 
@@ -41,7 +42,7 @@ def test_every_layout_loads_with_a_stratified_validation_split(layouts, layout):
     assert set(splits.train.column_names) == {"text", "label"}
     assert splits.classes == ["neg", "pos"]  # a ClassLabel in the parquet, or aclImdb's folder names
     if layout != "hub-folder":  # the parsed aclImdb keeps the ratings from the file names
-        from zoo.stanford import find_stanford_folder, load_stanford
+        from zoo.data.stanford import find_stanford_folder, load_stanford
 
         path = layouts[layout]
         raw = load_stanford(path if path.is_file() else find_stanford_folder(path))
@@ -74,18 +75,18 @@ def test_tokenizer_is_deterministic_and_cached(layouts, tmp_path, monkeypatch):
     tokenizer = tokenizer_for(splits, SMALL_VOCAB)
     assert tokenizer.vocab_size == 80 and tokenizer.processor.pad_id() == 0 and tokenizer.processor.unk_id() == 1
     assert tokenizer.processor.bos_id() == -1 and tokenizer.processor.eos_id() == -1
-    import zoo.tokenizer
+    import zoo.data.tokenizer
 
-    monkeypatch.setattr(zoo.tokenizer, "train_sentencepiece", lambda *a, **k: pytest.fail("retrained a cached tokenizer"))
+    monkeypatch.setattr(zoo.data.tokenizer, "train_sentencepiece", lambda *a, **k: pytest.fail("retrained a cached tokenizer"))
     assert tokenizer_for(load_splits(str(layouts["hub-folder"])), SMALL_VOCAB).sha256 == tokenizer.sha256
 
 
 def test_tokenizer_never_sees_validation_or_test(layouts, monkeypatch):
-    import zoo.tokenizer
+    import zoo.data.tokenizer
 
     seen = []
-    real = zoo.tokenizer.train_sentencepiece
-    monkeypatch.setattr(zoo.tokenizer, "train_sentencepiece", lambda texts, *a: (seen.extend(texts), real(texts, *a))[1])
+    real = zoo.data.tokenizer.train_sentencepiece
+    monkeypatch.setattr(zoo.data.tokenizer, "train_sentencepiece", lambda texts, *a: (seen.extend(texts), real(texts, *a))[1])
     splits = load_splits(str(layouts["tarball"]))
     tokenizer_for(splits, SMALL_VOCAB)
     assert sorted(seen) == sorted(normalize_text(t) for t in splits.train["text"])
@@ -120,7 +121,7 @@ def test_sampler_visits_every_example_once_per_epoch_under_both_caps():
 
 
 def test_collate_pads_and_truncates_head_and_tail(layouts):
-    from zoo.encoded import EncodedSplit
+    from zoo.data.encoding import EncodedSplit
 
     split = EncodedSplit.from_lists("x", [[5, 6, 7, 8, 9, 10], [3], []], [1, 0, 1])
     ids, lengths, labels = collate(split, np.array([0, 1, 2]))

@@ -3,15 +3,15 @@ data to ONNX and predictions, no test split, small-data tokenizers, and slices o
 
 import json
 
+import conftest
 import numpy as np
 import pytest
-
-import conftest
 from conftest import run_zoo
-from zoo.config import TokenizerConfig
-from zoo.data import DataSpec, load_splits
-from zoo.errors import DataError
 from text_fixtures import topic_rows, write
+
+from zoo.config.sections import TokenizerConfig
+from zoo.data.splits import DataSpec, load_splits
+from zoo.errors import DataError
 
 SHARED = conftest.ROOT.parent / "shared" / "datasets"
 
@@ -69,7 +69,7 @@ def test_int_labels_keep_their_order_and_name(tmp_path):
 
 
 def test_small_data_vocabulary_adapts_or_says_which_size(tmp_path, capsys):
-    from zoo.tokenizer import tokenizer_for
+    from zoo.data.tokenizer import tokenizer_for
 
     splits = load_splits(str(write(tmp_path / "train.csv", topic_rows(60, 1), text="text", label="label")))
     tokenizer = tokenizer_for(splits, TokenizerConfig())  # 8192 pieces: far more than 60 short texts support
@@ -130,7 +130,7 @@ def test_three_classes_from_data_to_predictions(topics_run):
         assert np.allclose([list(r["probabilities"].values()) for r in onnx_rows],
                            [list(r["probabilities"].values()) for r in from_run], atol=1e-5)
 
-    from zoo.runtime import OnnxClassifier
+    from zoo.inference.runtime import OnnxClassifier
 
     assert [p["label"] for p in OnnxClassifier(out / "model.onnx").predict(texts)] == ["cooking", "music", "sports"]
 

@@ -4,17 +4,18 @@ import json
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import onnx
 import pytest
 import torch
-
-import conftest
 from conftest import run_zoo
+
 from zoo.errors import CheckpointError, ExportError
-from zoo.recipes import resolve
-from zoo.registry import exporters
-from zoo.train import TrainRequest, train
+from zoo.registry.discovery import exporters
+from zoo.registry.resolve import resolve
+from zoo.training.classify import train
+from zoo.training.job import RunRequest
 
 TINY = conftest.TINY + ["train.epochs=1", "train.patience=0"]
 
@@ -30,9 +31,9 @@ def runs(tiny_data, tmp_path_factory):
     made = {}
     for arch, extra in (("classic", []), ("peephole", []), ("gru", ["num_layers=2"]), ("bilstm", ["num_layers=2"])):
         made[arch] = base / arch
-        train(TrainRequest(resolve(arch, TINY + extra), data=tiny_data, out=made[arch], threads=1))
+        train(RunRequest(resolve(arch, TINY + extra), data=tiny_data, out=made[arch], threads=1))
     made["bilstm-last"] = base / "bilstm-last"
-    train(TrainRequest(resolve("bilstm-seed", TINY), data=tiny_data, out=made["bilstm-last"], threads=1))
+    train(RunRequest(resolve("bilstm-seed", TINY), data=tiny_data, out=made["bilstm-last"], threads=1))
     return made
 
 
@@ -61,13 +62,13 @@ def test_export_validates_against_pytorch(runs, arch):
 
 @pytest.mark.parametrize("arch", ["classic", "peephole", "gru", "bilstm"])
 def test_onnx_matches_torch_on_unseen_lengths_and_is_padding_exact(runs, arch):
-    from zoo.batching import pad_rows
-    from zoo.rundir import RunDir
-    from zoo.runtime import OnnxClassifier
+    from zoo.data.batching import pad_rows
+    from zoo.inference.runtime import OnnxClassifier
+    from zoo.runs.loaders import load_classifier
 
     path = export(runs[arch])["path"]
     runtime = OnnxClassifier(path)
-    model = RunDir.open(runs[arch]).load_model()
+    model = load_classifier(runs[arch])
     rng = np.random.default_rng(0)
     rows = [rng.integers(1, 80, size=n) for n in (1, 5, 900, 2000)]  # far longer than any review seen
     alone = np.array([runtime.logits_from_ids([r])[0] for r in rows])
@@ -128,7 +129,7 @@ def test_bad_export_inputs(runs, tmp_path):
     corrupt.write_bytes(b"not a model")
     bad = run_zoo("predict", str(corrupt), "text")
     assert bad.returncode != 0 and "not a loadable ONNX model" in bad.stderr and "Traceback" not in bad.stderr
-    from zoo.runtime import OnnxClassifier
+    from zoo.inference.runtime import OnnxClassifier
 
     with pytest.raises(CheckpointError):
         OnnxClassifier(tmp_path / "absent.onnx")
@@ -140,10 +141,10 @@ def test_text_front_end_normalizes_like_python():
     """The RE2 line-break pattern in the ONNX graph does what zoo.data.normalize_text does, Unicode spaces included."""
     import re
 
-    from zoo.data import normalize_text
-    from zoo.exporters.text_frontend import re2_break_pattern
-    from zoo.exporters.graph import Graph
-    from zoo.runtime import open_session
+    from zoo.data.text import normalize_text
+    from zoo.exporters.onnx.text_frontend import re2_break_pattern
+    from zoo.inference.runtime import open_session
+    from zoo.plugin_api.onnx import Graph
 
     graph = Graph(17)
     strings = lambda v: graph.const(np.array(v, dtype=object), dtype=object)
@@ -161,11 +162,11 @@ def test_text_front_end_normalizes_like_python():
 @pytest.mark.parametrize("max_tokens", [0, 30])
 def test_text_front_end_gives_the_training_batch(runs, max_tokens):
     """Strings -> the ids, lengths, head+tail truncation and empty-text rule that training and zoo.runtime use."""
-    from zoo.batching import pad_rows, truncate
-    from zoo.exporters.text_frontend import text_frontend
-    from zoo.rundir import TOKENIZER, RunDir
-    from zoo.runtime import open_session
-    from zoo.tokenizer import Tokenizer
+    from zoo.data.batching import pad_rows, truncate
+    from zoo.data.tokenizer import Tokenizer
+    from zoo.exporters.onnx.text_frontend import text_frontend
+    from zoo.inference.runtime import open_session
+    from zoo.runs.layout import TOKENIZER, RunDir
 
     tokenizer = Tokenizer(RunDir.open(runs["classic"]).file(TOKENIZER))
     session = open_session(text_frontend(tokenizer.path.read_bytes(), max_tokens, 17).SerializeToString())
@@ -184,11 +185,12 @@ def test_text_front_end_gives_the_training_batch(runs, max_tokens):
 def test_the_text_graph_segments_real_reviews_as_the_zoo_does(tmp_path):
     """The text front end gives exactly the ids the zoo trains on, ties between equal-scoring segmentations ('.' +
     '......' or '......' + '.') included: both run onnxruntime-extensions' op (zoo.segmenter)."""
-    from zoo.config import TokenizerConfig
-    from zoo.data import load_splits, normalize_text
-    from zoo.exporters.text_frontend import text_frontend
-    from zoo.runtime import open_session
-    from zoo.tokenizer import Tokenizer, train_sentencepiece
+    from zoo.config.sections import TokenizerConfig
+    from zoo.data.splits import load_splits
+    from zoo.data.text import normalize_text
+    from zoo.data.tokenizer import Tokenizer, train_sentencepiece
+    from zoo.exporters.onnx.text_frontend import text_frontend
+    from zoo.inference.runtime import open_session
 
     splits = load_splits(str(conftest.SHARED_IMDB))
     texts = [normalize_text(t) for t in splits.train.select(range(0, 22_500, 15))["text"]]
@@ -204,8 +206,8 @@ def test_the_text_graph_segments_real_reviews_as_the_zoo_does(tmp_path):
 
 
 def test_with_tokenizer_export_takes_raw_text(runs, tmp_path):
-    from zoo.predict import predict_texts
-    from zoo.runtime import OnnxClassifier
+    from zoo.inference.predict import predict_texts
+    from zoo.inference.runtime import OnnxClassifier
 
     run = runs["bilstm"]
     report = export(run, with_tokenizer=True)
@@ -229,17 +231,17 @@ def test_with_tokenizer_export_takes_raw_text(runs, tmp_path):
 
 
 def test_text_model_without_onnxruntime_extensions_says_what_to_install(runs, monkeypatch):
-    import zoo.runtime
+    import zoo.inference.runtime
 
     path = export(runs["bilstm"], with_tokenizer=True)["path"]
-    monkeypatch.setattr(zoo.runtime, "extensions_library", lambda: None)
+    monkeypatch.setattr(zoo.inference.runtime, "extensions_library", lambda: None)
     with pytest.raises(CheckpointError, match="pip install onnxruntime-extensions"):
-        zoo.runtime.OnnxClassifier(path)
-    assert zoo.runtime.OnnxClassifier(export(runs["bilstm"])["path"]).predict(["fun"])  # ids models need none
+        zoo.inference.runtime.OnnxClassifier(path)
+    assert zoo.inference.runtime.OnnxClassifier(export(runs["bilstm"])["path"]).predict(["fun"])  # ids models need none
 
 
 def test_int8_export_reports_accuracy_change_and_speedup(runs):
-    from zoo.runtime import OnnxClassifier
+    from zoo.inference.runtime import OnnxClassifier
 
     report = export(runs["classic"], quantize="int8")
     assert report["passed"] and report["quantization"] == "int8" and report["path"].endswith("model.int8.onnx")

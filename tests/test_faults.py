@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 import torch
-
-import conftest
 from conftest import make_distribution, run_zoo
 from imdb_fixtures import write_hub_folder, write_stanford_folder, write_tarball
 
@@ -163,7 +162,7 @@ def exported(data, references, tmp_path_factory):
     """A copy of the plain reference run with a good model.onnx."""
     import shutil
 
-    from zoo.registry import exporters
+    from zoo.registry.discovery import exporters
 
     out = tmp_path_factory.mktemp("export") / "run"
     shutil.copytree(references["plain"][0], out)
@@ -175,7 +174,7 @@ def test_a_failed_reexport_keeps_the_previous_good_model(exported, data, monkeyp
     import onnx
     from onnx import TensorProto, helper
 
-    import zoo.exporters.onnx_export as onnx_export
+    import zoo.exporters.onnx.export as onnx_export
     from zoo.errors import ExportError
 
     good = (exported / "model.onnx").read_bytes()

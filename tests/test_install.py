@@ -4,7 +4,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import make_venv
 
 
@@ -28,7 +27,7 @@ def test_wheel_in_fresh_venv(zoo_wheel, tmp_path):
     new_site = str(tmp_path / "venv")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    where = subprocess.run([str(python), "-c", "import zoo, zoo.recipes; print(zoo.__file__); print(zoo.recipes.registry_path())"],
+    where = subprocess.run([str(python), "-c", "import zoo, zoo.config.recipes; print(zoo.__file__); print(zoo.config.recipes.registry_path())"],
                            cwd=workdir, capture_output=True, text=True, check=True).stdout.split()
     assert all(p.startswith(new_site) for p in where), where
     listed = subprocess.run([str(bin_dir / "zoo"), "list", "--json"], cwd=workdir, capture_output=True, text=True)

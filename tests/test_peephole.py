@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from zoo.cells import run_cell
+from zoo.plugin_api.cells import run_cell
 from zoo.plugins.encoders import PeepholeLSTMCell
 
 

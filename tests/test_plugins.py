@@ -7,9 +7,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import conftest
+import pytest
 from conftest import ROOT, build_wheel, make_venv
 from imdb_fixtures import write_hub_folder
 

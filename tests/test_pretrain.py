@@ -3,20 +3,22 @@
 import json
 import signal
 
+import conftest
 import numpy as np
 import pytest
 import torch
-
-import conftest
 from conftest import run_zoo
-from zoo.data import load_splits
+
+from zoo.data.encoding import EncodedSplit, chunk_texts
+from zoo.data.splits import load_splits
 from zoo.errors import ConfigError, DataError, PluginError
-from zoo.language_model import SampledSoftmax, build_language_model, chunked, verify_causal
-from zoo.loop import group_scale
-from zoo.encoded import EncodedSplit
-from zoo.pretrain import PretrainRequest, pretrain
-from zoo.recipes import resolve
-from zoo.train import TrainRequest, train
+from zoo.models.build import build_language_model
+from zoo.models.language_model import SampledSoftmax, verify_causal
+from zoo.registry.resolve import resolve
+from zoo.training.classify import train
+from zoo.training.job import RunRequest
+from zoo.training.language import pretrain
+from zoo.training.optimizer import group_scale
 
 LM = conftest.TINY + ["train.epochs=2", "train.checkpoint_every=5", "train.log_every=3", "pretrain.samples=30",
                       "pretrain.chunk_tokens=40"]
@@ -31,7 +33,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lm_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "lm"
-    summary = pretrain(PretrainRequest(resolve("bilstm", LM), data=tiny_data, out=out, threads=1))
+    summary = pretrain(RunRequest(resolve("bilstm", LM), data=tiny_data, out=out, threads=1))
     return out, summary
 
 
@@ -58,7 +60,6 @@ def test_pretrain_run_reads_train_and_unsupervised_texts_only(lm_run):
 
 def test_unlabelled_texts_that_repeat_validation_or_test_texts_are_left_out(tmp_path):
     from datasets import Dataset
-
     from imdb_fixtures import write_hub_folder
 
     folder = write_hub_folder(tmp_path / "hub", train=60, test=30, unsup=5)
@@ -89,7 +90,7 @@ def test_init_from_refuses_a_language_model_that_learned_the_test_texts(tiny_dat
     assert "learned from 10 of its test texts" in result.stderr and "zoo pretrain" in result.stderr
     assert not (tmp_path / "run" / "model.pt").exists()
     with pytest.raises(DataError, match="learned from 10 of its test texts"):  # the API says the same
-        train(TrainRequest(resolve("bilstm", conftest.TINY), data=f"train={train_file},test={test_file}",
+        train(RunRequest(resolve("bilstm", conftest.TINY), data=f"train={train_file},test={test_file}",
                            out=tmp_path / "api", threads=1, init_from=lm))
 
 
@@ -104,7 +105,7 @@ def test_a_fine_tuning_recipe_on_data_without_unlabelled_texts_says_what_to_do(t
 def test_chunks_cover_every_token_once():
     split = EncodedSplit.from_lists("x", [[1, 2, 3, 4, 5], [6], [7, 8, 9]], [0, 0, 0])
     other = EncodedSplit.from_lists("y", [[10, 11, 12, 13]], [-1])
-    chunks = chunked([split, other], 2)
+    chunks = chunk_texts([split, other], 2)
     assert [chunks.ids(i).tolist() for i in range(len(chunks))] == [[1, 2], [3, 4], [7, 8], [10, 11], [12, 13]]
     # a lone token (the review [6], the tail [5] and [9]) has nothing to predict and is left out
 
@@ -168,7 +169,7 @@ def test_fine_tune_starts_from_the_language_model(tiny_data, lm_run, tmp_path):
     settings = conftest.TINY + ["train.epochs=1", "train.lr_decay=2.6", "train.unfreeze_fraction=0.45"]
     out = tmp_path / "ft"
     config = resolve("bilstm", settings)
-    summary = train(TrainRequest(config, data=tiny_data, out=out, threads=1, max_steps=4, init_from=lm))
+    summary = train(RunRequest(config, data=tiny_data, out=out, threads=1, max_steps=4, init_from=lm))
     tuned = torch.load(out / "model.pt", weights_only=True)
     pretrained = torch.load(lm / "lm.pt", weights_only=True)
     # 4 steps; the encoder joins at step 0.45 * 4 = 1.8, the embedding at 3.6: steps 0-3 leave it as pretrained
@@ -179,16 +180,16 @@ def test_fine_tune_starts_from_the_language_model(tiny_data, lm_run, tmp_path):
     assert (out / "tokenizer.model").read_bytes() == (lm / "tokenizer.model").read_bytes()
     assert "zoo pretrain" in (out / "README.md").read_text() and summary["steps"] == 4
     snapshot_out = tmp_path / "from-snapshot"
-    train(TrainRequest(config, data=tiny_data, out=snapshot_out, threads=1, max_steps=2, init_from=lm / "lm.pt"))
+    train(RunRequest(config, data=tiny_data, out=snapshot_out, threads=1, max_steps=2, init_from=lm / "lm.pt"))
 
 
 def test_init_from_refuses_what_does_not_fit(tiny_data, lm_run, tmp_path):
     lm, _ = lm_run
     with pytest.raises(ConfigError, match=r"hidden_size = 8 vs 16"):
-        train(TrainRequest(resolve("bilstm", conftest.TINY + ["hidden_size=16"]), data=tiny_data, out=tmp_path / "a",
+        train(RunRequest(resolve("bilstm", conftest.TINY + ["hidden_size=16"]), data=tiny_data, out=tmp_path / "a",
                            init_from=lm))
     with pytest.raises(ConfigError, match="architecture 'bilstm' vs 'gru'"):
-        train(TrainRequest(resolve("gru", conftest.TINY), data=tiny_data, out=tmp_path / "b", init_from=lm))
+        train(RunRequest(resolve("gru", conftest.TINY), data=tiny_data, out=tmp_path / "b", init_from=lm))
     result = run_zoo("train", "bilstm", "--data", tiny_data, "--init-from", str(tmp_path))
     assert result.returncode == 1 and "not a `zoo pretrain` run" in result.stderr and "Traceback" not in result.stderr
 
@@ -210,3 +211,19 @@ def test_a_tokenizer_that_learns_from_the_unlabelled_texts_without_pretraining(t
     assert json.loads((out / "config.json").read_text())["data"]["with_unsupervised"] is True
     evaluated = run_zoo("evaluate", str(out), "--json")  # the fingerprint includes the unlabelled texts again
     assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_the_full_softmax_trains_and_the_language_model_has_its_own_settings(tiny_data, tmp_path):
+    full = pretrain(RunRequest(resolve("bilstm", LM + ["pretrain.softmax=full"]), data=tiny_data, out=tmp_path / "full",
+                               threads=1, max_steps=3))
+    sampled = pretrain(RunRequest(resolve("bilstm", LM), data=tiny_data, out=tmp_path / "sampled", threads=1,
+                                  max_steps=3))
+    first = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert full["steps"] == 3 and first[0]["type"] == "step"
+    steps = lambda run: [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+                         if json.loads(line)["type"] == "step"]
+    assert steps("full") != steps("sampled") and sampled["steps"] == 3  # another loss: the setting is used
+    keras = build_language_model(resolve("bilstm", ["hidden_size=8", "embedding_dim=8", "classifier.init=keras",
+                                                    "classifier.embedding_std=1.0", "pretrain.output_dropout=0.25"]), 50)
+    assert float(keras.embedding.weight.detach().abs().max()) <= 0.05  # Keras' uniform(-0.05, 0.05), not N(0, 1)
+    assert keras.output_dropout.p == 0.25

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
 from conftest import make_distribution, run_zoo
+
 from zoo.errors import PluginError, UnknownNameError
-from zoo.registry import architectures
+from zoo.registry.discovery import architectures
 
 GOOD_PLUGIN = """
     from dataclasses import dataclass
@@ -140,3 +140,25 @@ def test_help_and_list_import_no_heavy_library():
     for args in ("'--help'", "'list'"):
         result = subprocess.run([sys.executable, "-c", code.format(args=args)], capture_output=True, text=True)
         assert "HEAVY []" in result.stderr, result.stderr
+
+
+RECIPES = """
+    lm = {"architecture": "elman", "summary": "every section a registry.toml recipe may have",
+          "encoder": {"hidden_size": 6}, "classifier": {"embedding_dim": 12}, "tokenizer": {"vocab_size": 300},
+          "train": {"epochs": 2}, "pretrain": {"samples": 64, "output_dropout": 0.2}}
+    odd = {"architecture": "elman", "serve": {"port": 1}}
+"""
+
+
+def test_a_plugin_recipe_may_carry_every_section_a_built_in_one_may(fake_site):
+    make_distribution(fake_site, "zoo-elman", "1.2.0", {"zoo_elman": plugin_source("elman"), "zoo_elman_recipes": RECIPES},
+                      {"elman": "zoo_elman:architecture"},
+                      recipes={"elman-lm": "zoo_elman_recipes:lm", "elman-odd": "zoo_elman_recipes:odd"})
+    rows = {row["name"]: row for row in json.loads(run_zoo("list", "--json", site=fake_site).stdout)}
+    assert rows["elman-lm"]["status"] == "ok", rows["elman-lm"]
+    assert rows["elman-odd"]["status"] == "broken" and "unknown key(s) serve" in rows["elman-odd"]["error"]
+    info = json.loads(run_zoo("info", "elman-lm", "--json", site=fake_site).stdout)
+    assert info["pretrain"]["samples"] == 64 and info["pretrain"]["output_dropout"] == 0.2
+    assert info["summary"] == "every section a registry.toml recipe may have"
+    bare = json.loads(run_zoo("info", "elman", "--json", site=fake_site).stdout)
+    assert bare["summary"] == "a tiny Elman RNN"  # an architecture's own summary

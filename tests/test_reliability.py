@@ -8,9 +8,8 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 import conftest
+import pytest
 from conftest import clean_error, make_distribution, run_zoo
 from text_fixtures import topic_rows, write
 
@@ -191,7 +190,7 @@ def test_evaluate_prints_its_figures_when_the_run_cannot_be_written(run, tiny_da
 def test_export_threads_limit_pytorch_too_and_are_documented(run):
     for command in ("export", "predict", "evaluate"):
         assert "CPU threads" in run_zoo(command, "--help").stdout
-    probe = ("import torch, zoo.exporters.onnx_export as e, sys; e.export_onnx(sys.argv[1], sys.argv[2], threads=1); "
+    probe = ("import torch, zoo.exporters.onnx.export as e, sys; e.export_onnx(sys.argv[1], sys.argv[2], threads=1); "
              "print(torch.get_num_threads())")
     result = subprocess.run([sys.executable, "-c", probe, str(run), str(run / "threads.onnx")], capture_output=True,
                             text=True, timeout=300)

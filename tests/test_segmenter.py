@@ -1,13 +1,13 @@
-"""One segmentation everywhere (zoo.segmenter): training, prediction and the text-in graph read a text alike, and the
+"""One segmentation everywhere (zoo.data.segmenter): training, prediction and the text-in graph read a text alike, and the
 sentencepiece library's segmentation (Python 3.14, no onnxruntime-extensions) is a fallback the run's record names."""
 
 import json
 
-import pytest
-
 import conftest
+import pytest
 from conftest import run_zoo
-from zoo.segmenter import SEGMENTER_ENV, Segmenter, extensions_library
+
+from zoo.data.segmenter import SEGMENTER_ENV, Segmenter, extensions_library
 
 TINY = conftest.TINY + ["train.epochs=1"]
 
@@ -19,10 +19,11 @@ def tiny_data(tmp_path_factory):
 
 @pytest.mark.skipif(extensions_library() is None, reason="needs onnxruntime-extensions")
 def test_both_segmenters_encode_and_name_themselves(tiny_data, tmp_path, monkeypatch):
-    from zoo.config import TokenizerConfig
-    from zoo.data import load_splits, normalize_text
-    from zoo.encoded import encode_splits
-    from zoo.tokenizer import Tokenizer, tokenizer_for
+    from zoo.config.sections import TokenizerConfig
+    from zoo.data.encoding import encode_splits
+    from zoo.data.splits import load_splits
+    from zoo.data.text import normalize_text
+    from zoo.data.tokenizer import Tokenizer, tokenizer_for
 
     splits = load_splits(tiny_data)
     model = tokenizer_for(splits, TokenizerConfig(vocab_size=80)).path
@@ -39,11 +40,11 @@ def test_both_segmenters_encode_and_name_themselves(tiny_data, tmp_path, monkeyp
     monkeypatch.delenv(SEGMENTER_ENV)
     normalized = [normalize_text(t) for t in texts] * 3
     assert Segmenter(model.read_bytes()).encode(normalized, threads=2) == ops * 3  # in chunks, on two threads
-    import zoo.encoded
+    import zoo.data.encoding
 
     first = encode_splits(splits, by_op, ["validation"])
     second = encode_splits(splits, by_library, ["validation"])  # its own cache entry, not the other's
-    assert len(list((zoo.encoded.cache_dir() / "encoded").glob("*-validation.arrow"))) == 2
+    assert len(list((zoo.data.encoding.cache_dir() / "encoded").glob("*-validation.arrow"))) == 2
     assert first["validation"].tokens.tolist() == [t for ids in ops for t in ids]
     assert second["validation"].tokens.tolist() == [t for ids in library for t in ids]
 

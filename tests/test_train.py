@@ -5,16 +5,18 @@ import os
 import pickle
 import signal
 
+import conftest
 import numpy as np
 import pytest
 import torch
-
-import conftest
 from conftest import run_zoo
+
 from zoo.errors import CheckpointError, ConfigError
-from zoo.recipes import resolve
-from zoo.model import build_classifier
-from zoo.train import Interrupted, TrainRequest, adversarial_perturbation, train
+from zoo.models.build import build_classifier
+from zoo.registry.resolve import resolve
+from zoo.training.classify import adversarial_perturbation, train
+from zoo.training.job import RunRequest
+from zoo.training.session import Interrupted
 
 TINY = conftest.TINY + ["train.epochs=4", "train.checkpoint_every=5", "train.log_every=3", "train.patience=0"]
 TIMES = {"train_seconds", "tokens_per_second"}
@@ -28,7 +30,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    summary = train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1))
+    summary = train(RunRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1))
     return out, summary
 
 
@@ -54,7 +56,7 @@ class Killed(BaseException):
     """Like SIGKILL: nothing gets to save."""
 
 
-def kill_then_resume(request: TrainRequest, step: int) -> dict:
+def kill_then_resume(request: RunRequest, step: int) -> dict:
     """Run `request` until it is killed at `step`, then resume it to the end; the resumed run's summary."""
 
     def kill_at(current):
@@ -63,7 +65,7 @@ def kill_then_resume(request: TrainRequest, step: int) -> dict:
 
     with pytest.raises(Killed):
         train(request, step_callback=kill_at)
-    return train(TrainRequest(None, resume=request.out, threads=1))
+    return train(RunRequest(None, resume=request.out, threads=1))
 
 
 def metric_records(out):
@@ -72,7 +74,7 @@ def metric_records(out):
 
 def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
     out = tmp_path / "killed"
-    summary = kill_then_resume(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step=23)
+    summary = kill_then_resume(RunRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step=23)
     reference_out, reference = tiny_run
     assert summary["test_accuracy"] == reference["test_accuracy"]
     assert summary["best_validation_accuracy"] == reference["best_validation_accuracy"]
@@ -84,8 +86,8 @@ def test_killed_run_resumes_to_identical_metrics(tiny_data, tiny_run, tmp_path):
 def test_resume_keeps_the_step_budget(tiny_data, tmp_path):
     """--max-steps shapes the LR schedule, so a resumed run must keep the original budget."""
     config = resolve("bilstm", TINY + ["train.schedule=cosine"])
-    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1, max_steps=19))
-    cut = TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1, max_steps=19)
+    reference = train(RunRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1, max_steps=19))
+    cut = RunRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1, max_steps=19)
     resumed = kill_then_resume(cut, step=12)
     assert resumed["steps"] == 19 and resumed["test_accuracy"] == reference["test_accuracy"]
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
@@ -93,8 +95,8 @@ def test_resume_keeps_the_step_budget(tiny_data, tmp_path):
 
 def test_weight_average_is_what_gets_kept_and_resumes_exactly(tiny_data, tmp_path):
     config = resolve("bilstm", TINY + ["train.ema_decay=0.9"])
-    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
-    resumed = kill_then_resume(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
+    reference = train(RunRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
+    resumed = kill_then_resume(RunRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
     assert resumed["test_accuracy"] == reference["test_accuracy"]
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
     last = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)
@@ -103,7 +105,7 @@ def test_weight_average_is_what_gets_kept_and_resumes_exactly(tiny_data, tmp_pat
     assert average.keys() == last["model"].keys()
 
     one_epoch = resolve("bilstm", TINY + ["train.ema_decay=0.9", "train.epochs=1"])
-    train(TrainRequest(one_epoch, data=tiny_data, out=tmp_path / "one", threads=1))
+    train(RunRequest(one_epoch, data=tiny_data, out=tmp_path / "one", threads=1))
     last = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     best = torch.load(tmp_path / "one" / "model.pt", weights_only=True)  # its only epoch is the best
     assert all(torch.equal(best[k], last["average"]["module." + k]) for k in best)
@@ -140,12 +142,12 @@ def test_adversarial_perturbation_is_the_steepest_move_of_its_size():
 
 def test_adversarial_training_changes_the_updates_and_resumes_exactly(tiny_data, tiny_run, tmp_path):
     config = resolve("bilstm", TINY + ["train.adversarial=0.05"])
-    reference = train(TrainRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
+    reference = train(RunRequest(config, data=tiny_data, out=tmp_path / "whole", threads=1))
     assert reference["test_accuracy"] > 0.8  # it still learns
     plain = [r["loss"] for r in metric_records(tiny_run[0]) if r["type"] == "step"]
     attacked = [r["loss"] for r in metric_records(tmp_path / "whole") if r["type"] == "step"]
     assert len(attacked) == len(plain) and attacked != plain  # the same batches, other updates
-    resumed = kill_then_resume(TrainRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
+    resumed = kill_then_resume(RunRequest(config, data=tiny_data, out=tmp_path / "cut", threads=1), step=23)
     assert resumed["test_accuracy"] == reference["test_accuracy"]
     assert metric_records(tmp_path / "cut") == metric_records(tmp_path / "whole")
 
@@ -158,12 +160,12 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes(tiny_data, tiny_run, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted, match="zoo train --resume"):
-        train(TrainRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step_callback=interrupt_at)
+        train(RunRequest(resolve("bilstm", TINY), data=tiny_data, out=out, threads=1), step_callback=interrupt_at)
     assert torch.load(out / "last.pt", weights_only=True)["progress"]["global_step"] == 17
-    summary = train(TrainRequest(None, resume=out, threads=1))
+    summary = train(RunRequest(None, resume=out, threads=1))
     assert summary["test_accuracy"] == tiny_run[1]["test_accuracy"]
     with pytest.raises(ConfigError, match="finished"):
-        train(TrainRequest(None, resume=out, threads=1))
+        train(RunRequest(None, resume=out, threads=1))
 
 
 def test_cli_train_evaluate_predict(tiny_data, tmp_path):
@@ -231,7 +233,7 @@ class Exploit:
 def test_loading_a_checkpoint_never_executes_code(tiny_run, tmp_path, monkeypatch):
     import shutil
 
-    from zoo.rundir import RunDir
+    from zoo.runs.loaders import load_classifier
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "evil"
@@ -239,13 +241,13 @@ def test_loading_a_checkpoint_never_executes_code(tiny_run, tmp_path, monkeypatc
     with open(out / "model.pt", "wb") as f:
         pickle.dump({"weights": Exploit()}, f)
     with pytest.raises(CheckpointError):
-        RunDir.open(out).load_model()
+        load_classifier(out)
     assert not (tmp_path / "pwned-marker").exists()
 
 
 def test_learning_rate_schedules():
-    from zoo.config import TrainConfig
-    from zoo.train import learning_rate
+    from zoo.config.sections import TrainConfig
+    from zoo.training.optimizer import learning_rate
 
     cosine = TrainConfig(lr=1.0, schedule="cosine", warmup_fraction=0.1)
     rates = [learning_rate(s, 100, cosine) for s in range(100)]
@@ -253,3 +255,15 @@ def test_learning_rate_schedules():
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
     assert learning_rate(50, 100, TrainConfig(lr=0.5)) == 0.5
     assert np.isclose(learning_rate(55, 100, TrainConfig(lr=1.0, schedule="linear", warmup_fraction=0.1)), 0.5)
+
+
+def test_a_checkpoint_from_before_the_shared_engine_resumes_where_it_stood():
+    """last.pt files written by the separate loops kept the same facts under the tasks' own names."""
+    from zoo.training.progress import Progress
+
+    classifier = Progress.from_saved({"epoch": 2, "global_step": 40, "epoch_seen": 320, "epoch_correct": 300,
+                                      "best_accuracy": 0.875, "best_epoch": 2, "bad_epochs": 0, "unknown": 1})
+    assert (classifier.epoch_items, classifier.epoch_correct, classifier.best_score) == (320, 300, 0.875)
+    language_model = Progress.from_saved({"global_step": 7, "epoch_predictions": 900, "best_loss": 4.5,
+                                          "best_step": 5, "snapshots": 1})
+    assert (language_model.epoch_items, language_model.best_score, language_model.best_step) == (900, -4.5, 5)

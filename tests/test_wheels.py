@@ -11,9 +11,8 @@ import subprocess
 import sys
 import tomllib
 
-import pytest
-
 import conftest
+import pytest
 
 PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 PLATFORMS = {  # uv's names for the platforms torch ships CPU wheels for

@@ -5,10 +5,12 @@
 
     def test_contract():
         check_architecture(architecture)          # shapes, zero padding, padding-exactness, gradients, ONNX parity
+        check_architecture(architecture, architecture.hyperparameters(hidden_size=16, num_layers=2))
 
 Each check raises AssertionError with what broke. They build a small
 classifier (the zoo's embedding, pooling and head around the plugin's encoder),
-so they take seconds on a CPU.
+so they take seconds on a CPU. The suite reaches into the whole zoo (models,
+export, runtime): it exercises a plugin the way the zoo will use it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo.config import ClassifierConfig, RunConfig
-from zoo.contract import Architecture
-from zoo.model import Classifier
+from zoo.config.sections import ClassifierConfig, RunConfig
+from zoo.data.batching import pad_rows
+from zoo.models.classifier import Classifier
+from zoo.plugin_api.contract import Architecture
 
 VOCAB = 50
 
@@ -31,12 +34,23 @@ VOCAB = 50
 def small_classifier(architecture: Architecture, hyperparameters: Any = None, *, pooling: str = "max+mean+last",
                      embedding_dim: int = 6, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
-    hp = hyperparameters if hyperparameters is not None else architecture.default_hyperparameters()
+    hp = hyperparameters_of(architecture, hyperparameters)
     config = RunConfig("test", architecture.name, hp, ClassifierConfig(embedding_dim=embedding_dim, pooling=pooling, head_hidden=5))
     encoder = architecture.build(hp, embedding_dim)
     assert isinstance(encoder, torch.nn.Module), "build() must return a torch.nn.Module"
     assert isinstance(getattr(encoder, "output_size", None), int), "the encoder needs an int `output_size`"
     return Classifier(encoder, VOCAB, config).eval()
+
+
+def hyperparameters_of(architecture: Architecture, given: Any = None) -> Any:
+    """The architecture's own hyperparameters for `given`: its defaults for None, and for an instance of a cell
+    plugin's own dataclass the architecture's type (which adds num_layers, dropout and bidirectional)."""
+    if given is None:
+        return architecture.default_hyperparameters()
+    kind = architecture.hyperparameters
+    if not isinstance(given, kind) and dataclasses.is_dataclass(given) and issubclass(kind, type(given)):
+        return kind(**dataclasses.asdict(given))
+    return given
 
 
 def random_reviews(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
@@ -45,8 +59,6 @@ def random_reviews(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
 
 
 def padded(reviews: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    from zoo.batching import pad_rows
-
     ids, lengths = pad_rows(reviews)
     return torch.from_numpy(ids), torch.from_numpy(lengths)
 
@@ -87,8 +99,9 @@ def assert_gradients_reach_every_parameter(architecture: Architecture, hyperpara
 
 def assert_onnx_parity(architecture: Architecture, hyperparameters: Any = None, atol: float = 1e-4) -> dict:
     """Export through the path the zoo would take (native lowering or torch.onnx) and compare with onnxruntime."""
-    from zoo.exporters.onnx_export import DEFAULT_OPSET, build_onnx, encoder_lowering, validate
-    from zoo.runtime import open_session
+    from zoo.exporters.onnx.classifier import DEFAULT_OPSET, build_onnx, encoder_lowering
+    from zoo.exporters.onnx.validation import validate
+    from zoo.inference.runtime import open_session
 
     model = small_classifier(architecture, hyperparameters)
     rows = [r.astype(np.int64) for r in random_reviews(list(range(1, 81)) + [150, 300, 600], seed=3)]
@@ -103,11 +116,13 @@ def assert_onnx_parity(architecture: Architecture, hyperparameters: Any = None, 
 def check_architecture(architecture: Architecture, hyperparameters: Any = None, *, onnx: bool = True) -> None:
     """Every contract check; `onnx=False` skips the export parity check.
 
-    A cell architecture (zoo.contract.cell_architecture) is checked in both directions: with the given
+    A cell architecture (zoo.plugin_api.cell_architecture) is checked in both directions: with the given
     hyperparameters and with `bidirectional` flipped, its ONNX export going through the generic Scan lowering
-    (or its native one).
+    (or its native one). Give hyperparameters as `architecture.hyperparameters(...)` (for a cell, your
+    dataclass's fields plus num_layers, dropout, bidirectional); an instance of a cell plugin's own dataclass
+    is converted to it.
     """
-    hp = hyperparameters if hyperparameters is not None else architecture.default_hyperparameters()
+    hp = hyperparameters_of(architecture, hyperparameters)
     variants = [hp]
     if dataclasses.is_dataclass(hp) and "bidirectional" in {f.name for f in dataclasses.fields(hp)}:
         variants.append(dataclasses.replace(hp, bidirectional=not hp.bidirectional))

@@ -1,7 +1,8 @@
 """The zoo's own contract suite, run against this cell plugin: both directions, layers, ONNX through Scan."""
 
-from zoo.testing import check_architecture
 from zoo_mgu import architecture
+
+from zoo.testing import check_architecture
 
 
 def test_contract_with_defaults():

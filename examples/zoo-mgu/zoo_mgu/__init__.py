@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from zoo.contract import cell_architecture
+from zoo.plugin_api import cell_architecture
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from zoo.cells import Cell
+from zoo.plugin_api.cells import Cell
 
 
 class MGUCell(Cell):

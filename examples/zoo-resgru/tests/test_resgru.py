@@ -1,7 +1,8 @@
 """The zoo's own contract suite, run against this plugin."""
 
-from zoo.testing import check_architecture
 from zoo_resgru import ResGRUHyperparameters, architecture
+
+from zoo.testing import check_architecture
 
 
 def test_contract_with_defaults():

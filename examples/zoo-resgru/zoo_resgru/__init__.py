@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from zoo.contract import Architecture
+from zoo.plugin_api import Architecture
 
 
 @dataclass

@@ -1,0 +1,115 @@
+"""The model cards (README.md) of classifier and pretrain runs."""
+
+from __future__ import annotations
+
+import json
+
+from zoo.files import atomic_write_text
+from zoo.runs.layout import CARD, RunDir
+from zoo.runs.record import RunRecord
+
+
+def write_card(run: RunDir, record: RunRecord, summary: dict) -> None:
+    """README.md of a classifier run: its classes, figures, data, configuration and library versions."""
+    info = record.to_dict()
+    config, data = info["config"], info["data"]
+    classes = record.classes
+    rows = data["rows"]
+    if summary["test_accuracy"] is None:
+        test_row = "| test accuracy | none: the data has no test split, so no test score exists |"
+        test_note = "The data has no test split: there is no test score."
+    else:
+        test_row = (f"| test accuracy / macro-F1 ({rows['test']:,} texts, evaluated once) | "
+                    f"{summary['test_accuracy']:.4f} / {summary['test_macro_f1']:.4f} |")
+        test_note = "The test split was used only for the final evaluation."
+    if info.get("init_from"):
+        test_note += (f" The embedding and encoder started from the language model `{info['init_from']['weights']}` "
+                      "(`zoo pretrain`), with its tokenizer.")
+    validation = ("the dataset's own validation split" if data.get("own_validation")
+                  else "a seeded, label-stratified 10% of the train split")
+    lines = [
+        f"# {run.path.name}: {config['recipe']} ({config['architecture']})",
+        "",
+        f"A {len(classes)}-class text classifier ({', '.join(f'`{c}`' for c in classes)}) trained by the "
+        "recurrent model zoo.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| validation accuracy (best epoch {summary['best_epoch']}) | {summary['best_validation_accuracy']:.4f} |",
+        test_row,
+        f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
+        f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
+        f"| parameters | {info['parameters']:,} |",
+        f"| device / threads | {info['device']} / {info['threads']} |",
+        "",
+        "## Data",
+        "",
+        f"Source `{data['source']}` (fingerprint `{data['fingerprint']}`"
+        + (f", columns `{data['columns'][0]}` and `{data['columns'][1]}`" if data.get("columns") else "") + "): "
+        + ", ".join(f"{name} {count:,}" for name, count in rows.items())
+        + f". Validation is {validation}. {test_note} Text normalization: `<br />` line breaks and NUL become a "
+        f"space, then SentencePiece (vocab {info['tokenizer']['vocab_size']:,}, `tokenizer.model`, sha256 "
+        f"`{info['tokenizer']['sha256'][:16]}...`){_vocabulary_note(record)}.",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(config, indent=2),
+        "```",
+        "",
+        "## Versions",
+        "",
+        ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
+    atomic_write_text(run.file(CARD), "\n".join(lines))
+
+
+
+
+def _vocabulary_note(record: RunRecord) -> str:
+    """The configuration shows the vocabulary asked for; say so when the texts supported fewer pieces."""
+    asked, made = record.config.tokenizer.vocab_size, record.tokenizer.get("vocab_size", 0)
+    if made and made != asked:
+        return f"; `tokenizer.vocab_size` asked for {asked:,}, the training texts supported {made:,}"
+    return ""
+
+
+def write_pretrain_card(run: RunDir, record: RunRecord, summary: dict) -> None:
+    """README.md of a pretrain run: what the language model learned from, how far it got, its config."""
+    info = record.to_dict()
+    data = info["data"]
+    texts = ", ".join(f"{name} {count:,}" for name, count in data.get("texts", {}).items())
+    held_out = (f", and {data['held_out_unsupervised']:,} unlabelled texts that repeat a validation or test text "
+                "were left out") if data.get("held_out_unsupervised") else ""
+    lines = [
+        f"# {run.path.name}: {summary['recipe']} ({summary['architecture']}) language model",
+        "",
+        "The encoder of a recurrent model zoo architecture trained to predict the next token (and, when it is "
+        "bidirectional, the previous one). Start a classifier from it with "
+        f"`zoo train RECIPE --init-from {run.path}`.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| best validation perplexity (full softmax, step {summary['best_step']}) | "
+        f"{summary['best_validation_perplexity']:,.2f} |",
+        f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
+        f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
+        f"| parameters | {info['parameters']:,} |",
+        f"| device / threads / processes | {info['device']} / {info['threads']} / {info.get('processes', 1)} |",
+        "",
+        f"Texts: `{data['source']}` ({texts}); the language model and its tokenizer never read the validation "
+        f"split (its first {data.get('validation_texts', 0):,} texts measure perplexity) nor the test split"
+        f"{held_out}. Tokenizer: SentencePiece trained on the same "
+        f"training texts (vocab {info['tokenizer']['vocab_size']:,}).",
+        "",
+        "```json",
+        json.dumps(info["config"], indent=2),
+        "```",
+        "",
+        "![curves](curves.png)",
+        "",
+    ]
+    atomic_write_text(run.file(CARD), "\n".join(lines))
