@@ -37,6 +37,17 @@ def clean_error(result: subprocess.CompletedProcess, *phrases: str) -> None:
         assert phrase in result.stderr, (phrase, result.stderr)
 
 
+def train_tiny(data: str, out: Path, *exports: list[str], recipe: str = "bilstm") -> Path:
+    """A tiny run trained through the CLI (two epochs of TINY), exported once per entry of `exports` (export flags)."""
+    trained = run_zoo("train", recipe, "--data", data, "--out", str(out), "--threads", "1",
+                      *[f"--set={s}" for s in TINY + ["train.epochs=2"]])
+    assert trained.returncode == 0, trained.stderr
+    for flags in exports:
+        exported = run_zoo("export", str(out), "--threads", "1", *flags)
+        assert exported.returncode == 0, exported.stderr
+    return out
+
+
 def make_distribution(site: Path, name: str, version: str, modules: dict[str, str],
                       architectures: dict[str, str] = {}, exporters: dict[str, str] = {},
                       recipes: dict[str, str] = {}) -> None:

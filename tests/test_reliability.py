@@ -31,11 +31,7 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tiny_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    trained = run_zoo("train", "bilstm", "--data", tiny_data, "--out", str(out), "--threads", "1",
-                      *[f"--set={s}" for s in TINY])
-    assert trained.returncode == 0, trained.stderr
-    return out
+    return conftest.train_tiny(tiny_data, tmp_path_factory.mktemp("runs") / "tiny")
 
 
 # --- torchrun: one answer per input, whatever the command ------------------------------------------------------

@@ -28,11 +28,11 @@ def main(ctx: click.Context) -> None:
 
 
 def _add_commands() -> None:
-    from zoo.cli import catalog, data, export, inference, training
+    from zoo.cli import catalog, data, export, inference, serve, training
 
     for command in (catalog.list_command, catalog.info_command, data.data_command, training.train_command,
                     training.pretrain_command, inference.evaluate_command, inference.predict_command,
-                    export.export_command):
+                    export.export_command, serve.serve_command):
         main.add_command(command)
 
 
