@@ -78,10 +78,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (default: all cores)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="train each row once per seed (--seed N)")
     parser.add_argument("--init-from", default=None, help="a `zoo pretrain` run every recipe starts from")
+    parser.add_argument("--limit-train", type=int, default=None, help="train on N rows of each train split (small data)")
     parser.add_argument("--row-name", default=None, help="the table's name for the recipe (default: its name)")
     parser.add_argument("--results", action="store_true", help="write the table into docs/results/datasets.md")
     args = parser.parse_args()
     extra = [f"--set={s}" for s in args.extra] + (["--init-from", args.init_from] if args.init_from else [])
+    extra += ["--limit-train", str(args.limit_train)] if args.limit_train else []
     rows = {}
     for dataset in args.datasets:
         for recipe in args.recipes:

@@ -2,7 +2,6 @@
 each recipe or architecture it names is one the zoo has."""
 
 import re
-from pathlib import Path
 
 import conftest
 import pytest

@@ -267,3 +267,39 @@ def test_a_checkpoint_from_before_the_shared_engine_resumes_where_it_stood():
     language_model = Progress.from_saved({"global_step": 7, "epoch_predictions": 900, "best_loss": 4.5,
                                           "best_step": 5, "snapshots": 1})
     assert (language_model.epoch_items, language_model.best_score, language_model.best_step) == (900, -4.5, 5)
+
+
+def test_small_data_gets_the_steps_it_needs_and_the_run_says_so(tiny_data, tmp_path):
+    """216 training texts in batches of 16 are 14 steps an epoch: train.min_steps=40 makes 2 epochs 3, and
+    patience 1 epoch of 2 becomes 2 of 3."""
+    sets = [f"--set={s}" for s in TINY + ["train.epochs=2", "train.min_steps=40", "train.patience=1"]]
+    result = run_zoo("train", "bilstm", "--data", tiny_data, "--out", str(tmp_path / "floor"), "--threads", "1",
+                     "--json", *sets)
+    assert result.returncode == 0, result.stderr
+    assert "plan: 3 epochs of about 14 steps (train.min_steps=40 lengthens train.epochs=2 for 216" in result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert (summary["epochs"], summary["steps"]) == (3, 42)
+    assert "it stops after 2 epoch(s) without a better validation score (train.patience=1, lengthened" in result.stderr
+    plan = json.loads((tmp_path / "floor" / "config.json").read_text())["plan"]
+    assert (plan["epochs"], plan["patience"]) == (3, 2)
+    assert "Schedule: 3 epochs" in (tmp_path / "floor" / "README.md").read_text()
+    exactly = run_zoo("train", "bilstm", "--data", tiny_data, "--out", str(tmp_path / "exact"), "--threads", "1",
+                      "--json", "--epochs", "2", *sets)
+    assert json.loads(exactly.stdout.splitlines()[-1])["epochs"] == 2  # --epochs means exactly that many
+
+
+def test_a_run_that_looks_undertrained_or_overfit_says_which_setting_to_change():
+    from zoo.runs.record import RunRecord
+    from zoo.training.classify import fit_notes
+    from zoo.training.progress import Progress
+
+    record = RunRecord("train", resolve("bilstm", TINY), 0, None, {}, "", setup={"plan": {"steps": 500}})
+    rising = [{"type": "epoch", "epoch": n, "complete": True, "best": True, "train_accuracy": 0.8,
+               "validation_accuracy": 0.7 + n / 100} for n in (1, 2, 3)]
+    notes = fit_notes(rising, Progress(epoch=3, best_epoch=3), record)
+    assert len(notes) == 1 and "still improving" in notes[0] and "--set train.min_steps=1000" in notes[0]
+    apart = [{**r, "best": r["epoch"] == 2, "train_accuracy": 0.99} for r in rising]
+    notes = fit_notes(apart, Progress(epoch=3, best_epoch=2), record)
+    assert len(notes) == 1 and "overfit" in notes[0] and "embedding_dropout" in notes[0]
+    assert fit_notes([{**r, "train_accuracy": r["validation_accuracy"] + 0.02} for r in apart],
+                     Progress(epoch=3, best_epoch=2, stopped_early=True), record) == []

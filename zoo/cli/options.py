@@ -94,7 +94,8 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--out", type=click.Path(path_type=Path), default=None,
                      help="Run directory (default runs/NAME-<timestamp>)."),
-        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Shortcut for --set train.epochs=N."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None,
+                     help="Exactly N epochs (--set train.epochs=N train.min_steps=0: no lengthening on small data)."),
         click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps in all."),
         click.option("--budget", type=FiniteFloat(min=0, min_open=True), default=None, metavar="MINUTES",
                      help="Stop after this many minutes of training (the learning-rate schedule follows the budget)."),

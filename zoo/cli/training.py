@@ -71,7 +71,8 @@ def _request(name: str | None, spec, *, init_from: Path | None, out: Path | None
     checking the options go together."""
     from zoo.training.job import RunRequest
 
-    shortcuts = {"train.epochs": epochs, "train.batch_size": batch_size, "train.lr": lr, "train.seed": seed}
+    shortcuts = {"train.epochs": epochs, "train.min_steps": 0 if epochs else None, "train.batch_size": batch_size,
+                 "train.lr": lr, "train.seed": seed}
     overrides = overrides + tuple(f"{k}={v}" for k, v in shortcuts.items() if v is not None)  # flags win
     if resume is None and name is None:
         raise ConfigError("name a recipe or architecture (see `zoo list`), or --resume a run directory")

@@ -78,6 +78,10 @@ class TrainConfig:
     warmup_fraction: float = 0.0
     ema_decay: float = 0.0  # > 0: validate, keep and test an exponential moving average of the weights
     patience: int = 0  # epochs without validation improvement before stopping; 0: never stop early
+    # The least optimizer steps a run plans: a small dataset gets more epochs than `epochs` (as many as reach
+    # min_steps), and the learning-rate schedule spans them; patience still stops it once validation stops
+    # improving, and the best epoch's weights are kept. 0: exactly `epochs`. `--epochs N` means exactly N.
+    min_steps: int = 0
     seed: int = 0
     log_every: int = 50  # steps between metrics.jsonl step records
     eval_every: int = 0  # steps between extra validation evaluations; 0: at the end of each epoch only
@@ -111,8 +115,8 @@ class TrainConfig:
             raise ValueError("adversarial must be in [0, 1) (a fraction of each review's embedding norm)")
         if self.lr_decay < 1.0:
             raise ValueError("lr_decay must be >= 1 (the rate divides by it from the head down)")
-        for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "log_every",
-                     "eval_every", "checkpoint_every"):
+        for name in ("max_batch_tokens", "max_tokens", "weight_decay", "grad_clip", "patience", "min_steps",
+                     "log_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 

@@ -40,7 +40,10 @@ def write_card(run: RunDir, record: RunRecord, summary: dict) -> None:
         f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
         f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
         f"| parameters | {info['parameters']:,} |",
-        f"| device / threads | {info['device']} / {info['threads']} |",
+        f"| device / threads | {_device(info)} / {info['threads']} |",
+        "",
+        *_notes(summary),
+        _plan_sentence(record),
         "",
         "## Data",
         "",
@@ -67,6 +70,28 @@ def write_card(run: RunDir, record: RunRecord, summary: dict) -> None:
     atomic_write_text(run.file(CARD), "\n".join(lines))
 
 
+def _device(info: dict) -> str:
+    """The device, with the CPU kernels' instruction set (runs on other sets round differently)."""
+    cpu = info["device"] == "cpu" and info.get("cpu_capability")
+    return f"cpu ({info['cpu_capability']} kernels)" if cpu else info["device"]
+
+
+def _notes(summary: dict) -> list[str]:
+    """The run's notes on how it fit (undertrained, overfit), as sentences."""
+    notes = summary.get("notes") or []
+    return [f"Notes: {' '.join(n[0].upper() + n[1:] + '.' for n in notes)}", ""] if notes else []
+
+
+def _plan_sentence(record: RunRecord) -> str:
+    """What the run planned: its epochs and steps, and why."""
+    plan, tc = record.setup.get("plan"), record.config.train
+    if not plan:
+        return ""
+    why = f"`train.epochs` = {tc.epochs}"
+    if plan["epochs"] > tc.epochs:
+        why = f"`train.min_steps` = {tc.min_steps:,} lengthened {why} for {plan['training_texts']:,} training texts"
+    return (f"Schedule: {plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps, {plan['steps']:,} steps "
+            f"planned ({why}); patience {plan['patience']} epochs; the best epoch's weights are kept.")
 
 
 def _vocabulary_note(record: RunRecord) -> str:
@@ -98,7 +123,7 @@ def write_pretrain_card(run: RunDir, record: RunRecord, summary: dict) -> None:
         f"| epochs / steps | {summary['epochs']} / {summary['steps']} |",
         f"| training time | {summary['seconds']:.0f} s ({summary['tokens_per_second']:,.0f} tokens/s) |",
         f"| parameters | {info['parameters']:,} |",
-        f"| device / threads / processes | {info['device']} / {info['threads']} / {info.get('processes', 1)} |",
+        f"| device / threads / processes | {_device(info)} / {info['threads']} / {info.get('processes', 1)} |",
         "",
         f"Texts: `{data['source']}` ({texts}); the language model and its tokenizer never read the validation "
         f"split (its first {data.get('validation_texts', 0):,} texts measure perplexity) nor the test split"

@@ -12,6 +12,7 @@ texts with adversarially perturbed embeddings (Miyato et al. 2017). With
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
@@ -196,7 +197,9 @@ class Classification:
             test = classification_metrics(test_logits, test_split.labels, self.classes)
             run.append_metric({"type": "test", "epoch": progress.best_epoch, **test})
         failpoint("test-evaluation")
-        summary = self.summary(progress, test)
+        summary = self.summary(progress, test) | {"notes": fit_notes(run.metrics(), progress, self.job.record)}
+        for note in summary["notes"]:
+            print(f"note: {note}", file=sys.stderr)
         write_curves(run)
         write_card(run, self.job.record, summary)
         return summary
@@ -218,6 +221,31 @@ class Classification:
             "seconds": round(progress.train_seconds, 2),
             "tokens_per_second": round(progress.tokens_per_second, 1),
         }
+
+
+OVERFIT_GAP = 0.10  # training accuracy this far above validation accuracy at the best epoch is worth a note
+
+
+def fit_notes(records: list[dict], progress: Progress, record) -> list[str]:
+    """One line each when the run looks undertrained (validation still improving at its last epoch) or overfit
+    (training accuracy far above validation accuracy at the best epoch), with the setting to change."""
+    epochs = [r for r in records if r.get("type") == "epoch"]
+    if not epochs:
+        return []
+    notes, last = [], epochs[-1]
+    plan = record.setup.get("plan", {})
+    if last.get("best") and last.get("complete") and not progress.stopped_early and len(epochs) > 1:
+        steps = 2 * plan.get("steps", progress.global_step)
+        notes.append(f"validation accuracy was still improving at the last epoch ({last['validation_accuracy']:.4f} "
+                     f"at epoch {last['epoch']}): the run may be undertrained; train longer with "
+                     f"--set train.min_steps={steps} (or --epochs {2 * last['epoch']})")
+    best = next((r for r in epochs if r["epoch"] == progress.best_epoch), None)
+    if best and best["train_accuracy"] - best["validation_accuracy"] > OVERFIT_GAP:
+        notes.append(f"at the best epoch ({best['epoch']}) the model was right on {best['train_accuracy']:.1%} of its "
+                     f"training texts but {best['validation_accuracy']:.1%} of the validation texts: it may overfit; "
+                     "try more dropout (--set classifier.embedding_dropout=0.5 --set classifier.word_dropout=0.2) or "
+                     "a smaller encoder (--set encoder.hidden_size=64)")
+    return notes
 
 
 def adversarial_perturbation(embedded: torch.Tensor, gradient: torch.Tensor, lengths: torch.Tensor,

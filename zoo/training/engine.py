@@ -14,6 +14,7 @@ weights as one never interrupted.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import sys
 import time
@@ -40,6 +41,7 @@ from zoo.training.session import Interrupted, StopFlag, library_versions, pick_d
 from zoo.training.world import World, joined_world
 
 SCHEDULE_RESOLUTION = 10_000  # a --budget run's schedule steps through this many fractions of the budget
+MAX_EPOCHS = 1_000  # train.min_steps lengthens a run to at most this many epochs
 
 
 class Share:
@@ -138,13 +140,14 @@ class Engine:
         progress, task, world = self.progress, self.task, self.world
         self.adopt(*task.prepare())
         self.parts = task.build(self.job.fresh)
-        self.total_steps = self.planned_steps()
+        self.epochs, self.total_steps, self.patience = self.plan()
         if self.job.checkpoint is not None:
             restore_checkpoint(self.job.checkpoint, self.parts, self.run, world, self.device)
         if world.main:
             self.run.truncate_metrics(progress.metrics_bytes)
         self.record(setup={"parameters": count_parameters(task.model), "device": self.device,
                            "threads": torch.get_num_threads(), "processes": world.size,
+                           "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # kernels' instruction set
                            "versions": library_versions()})
         self.net = world.wrap(task.model, self.device)  # what the steps run (DistributedDataParallel under torchrun)
         self.reporter = Reporter(self.show, self.total_steps, progress, task.command)
@@ -197,7 +200,7 @@ class Engine:
 
     def end_epoch(self, complete: bool) -> None:
         """The end of an epoch (or of the steps or the budget): validate, keep the best, record, count patience."""
-        progress, tc = self.progress, self.config
+        progress = self.progress
         validation = self.validate()
         best = self.keep_if_better(validation)
         if not best:
@@ -207,16 +210,27 @@ class Engine:
                      "complete": complete, **self.task.epoch_fields(progress, validation),
                      "train_seconds": progress.train_seconds, "best": best})
         self.reporter.epoch(self.task.epoch_fields(progress, validation), best)
-        progress.stopped_early = bool(tc.patience) and progress.bad_epochs >= tc.patience
+        progress.stopped_early = bool(self.patience) and progress.bad_epochs >= self.patience
         progress.next_epoch()
         self.save()
 
     # --- the engine's own decisions -------------------------------------------------------------------------
 
-    def planned_steps(self) -> int:
-        """The run's optimizer steps (batch counts vary a little by epoch), or --max-steps when fewer."""
-        planned = sum(len(self.task.sampler.epoch_batches(epoch)) for epoch in range(self.config.epochs))
-        return min(planned, self.job.record.max_steps or sys.maxsize)
+    def plan(self) -> tuple[int, int, int]:
+        """The run's epochs, optimizer steps and patience: train.epochs, or more on small data to reach
+        train.min_steps (batch counts vary a little by epoch), with train.patience lengthened alike so that it
+        waits as much training as the recipe meant; --max-steps caps the steps. Said on stderr and recorded."""
+        tc, sampler = self.config, self.task.sampler
+        steps = [len(sampler.epoch_batches(epoch)) for epoch in range(tc.epochs)]
+        while tc.min_steps and sum(steps) < tc.min_steps and len(steps) < MAX_EPOCHS:
+            steps.append(len(sampler.epoch_batches(len(steps))))
+        total = min(sum(steps), self.job.record.max_steps or sys.maxsize)
+        plan = {"epochs": len(steps), "steps": total, "steps_per_epoch": round(sum(steps) / len(steps)),
+                "patience": math.ceil(tc.patience * len(steps) / tc.epochs), "training_texts": len(sampler.lengths)}
+        if self.job.fresh:
+            self.say(plan_line(plan, tc, self.job.record.max_steps))
+        self.record(setup={"plan": plan})
+        return len(steps), total, plan["patience"]
 
     def out_of_steps(self) -> bool:
         budget = self.job.record.budget_minutes
@@ -224,7 +238,7 @@ class Engine:
                 or (budget is not None and self.progress.train_seconds >= budget * 60))
 
     def done(self) -> bool:
-        return self.progress.epoch >= self.config.epochs or self.out_of_steps() or self.progress.stopped_early
+        return self.progress.epoch >= self.epochs or self.out_of_steps() or self.progress.stopped_early
 
     def rate(self) -> float:
         """The schedule's learning rate now: by steps, or by the fraction of a --budget spent."""
@@ -262,6 +276,11 @@ class Engine:
         return (f"{self.run.file(LAST)} holds the last good checkpoint and {self.run.file(self.task.weights_file)} "
                 "the best weights so far")
 
+    def say(self, line: str) -> None:
+        """A line for the person running the command (the first process; stderr, so --json stays clean)."""
+        if self.world.main and self.show:
+            print(line, file=sys.stderr, flush=True)
+
     def metric(self, record: dict[str, Any]) -> None:
         if self.world.main:
             self.run.append_metric(record)
@@ -290,3 +309,15 @@ class Engine:
                                   tokenizer=tokenizer or record.tokenizer)
         if self.world.main:
             write_record(self.run, self.job.record)
+
+
+def plan_line(plan: dict[str, Any], tc, max_steps: int | None) -> str:
+    """What a run chose to do, in words."""
+    why = (f"train.min_steps={tc.min_steps:,} lengthens train.epochs={tc.epochs} for {plan['training_texts']:,} "
+           "training texts" if plan["epochs"] > tc.epochs else f"train.epochs={tc.epochs}")
+    capped = max_steps and max_steps < plan["epochs"] * plan["steps_per_epoch"]
+    cap = f", capped at --max-steps {max_steps:,}" if capped else ""
+    stop = (f"; it stops after {plan['patience']} epoch(s) without a better validation score (train.patience="
+            f"{tc.patience}{', lengthened alike' if plan['patience'] > tc.patience else ''})" if tc.patience else "")
+    return (f"plan: {plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps ({why}{cap}): "
+            f"{plan['steps']:,} step{'s' if plan['steps'] != 1 else ''}{stop}, keeping the best epoch's weights")
