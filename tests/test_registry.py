@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import make_distribution, run_zoo
 
-from zoo.errors import PluginError, UnknownNameError
+from zoo.errors import ConfigError, PluginError, UnknownNameError
 from zoo.registry.discovery import architectures
 
 GOOD_PLUGIN = """
@@ -162,3 +162,16 @@ def test_a_plugin_recipe_may_carry_every_section_a_built_in_one_may(fake_site):
     assert info["summary"] == "every section a registry.toml recipe may have"
     bare = json.loads(run_zoo("info", "elman", "--json", site=fake_site).stdout)
     assert bare["summary"] == "a tiny Elman RNN"  # an architecture's own summary
+
+
+def test_a_recipes_small_data_settings_are_checked_and_shown():
+    from zoo.config.recipes import recipe_from_table
+
+    with pytest.raises(ConfigError, match="small_data must be a table of sections"):
+        recipe_from_table("odd", {"architecture": "gru", "small_data": {"dropout": 0.5}}, "test")
+    recipe = recipe_from_table("ok", {"architecture": "gru", "small_data": {"classifier": {"word_dropout": 0.2}}}, "t")
+    assert recipe.small_data == {"classifier": {"word_dropout": 0.2}}
+    info = json.loads(run_zoo("info", "gru", "--json").stdout)
+    assert info["small_data"] == {"classifier.embedding_dropout": 0.5, "classifier.word_dropout": 0.2}
+    mine = json.loads(run_zoo("info", "gru", "--set", "classifier.word_dropout=0.2", "--json").stdout)
+    assert mine["small_data"] == {"classifier.embedding_dropout": 0.5}  # what the user set is theirs

@@ -35,12 +35,14 @@ def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the resolved hyperparameters of a recipe or architecture and its parameter count."""
     from zoo.models.build import build_classifier, count_parameters
     from zoo.registry.discovery import architectures
-    from zoo.registry.resolve import find_recipe, resolve
+    from zoo.registry.resolve import find_recipe, resolve, small_data_settings
+    from zoo.training.fit import SHORT_TEXT_WORDS, SMALL_DATA_TEXTS
 
     config = resolve(name, overrides)
     parameters = count_parameters(build_classifier(config, config.tokenizer.vocab_size))
     summary = find_recipe(name).summary or architectures().describe(config.architecture).summary
-    info = config.to_dict() | {"parameters": parameters, "summary": summary}
+    small_data = small_data_settings(name, overrides)
+    info = config.to_dict() | {"parameters": parameters, "summary": summary, "small_data": small_data}
     if as_json:
         print_json(info)
         return
@@ -53,3 +55,8 @@ def info_command(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"[{section}]")
             for key, value in values.items():
                 click.echo(f"  {key} = {value!r}")
+    if small_data:
+        click.echo(f"[small_data]  (instead, on a small set of short texts: under {SMALL_DATA_TEXTS:,}, median under "
+                   f"{SHORT_TEXT_WORDS} words)")
+        for key, value in small_data.items():
+            click.echo(f"  {key} = {value!r}")

@@ -82,11 +82,11 @@ def _request(name: str | None, spec, *, init_from: Path | None, out: Path | None
         raise ConfigError("--resume continues a run with its own settings (its --budget and --max-steps too); drop "
                           "NAME, --out, --max-steps, --budget, --init-from, overrides and the data options other than "
                           "--data")
-    config = None
+    config, small_data = None, {}
     if resume is None:
-        from zoo.registry.resolve import resolve
+        from zoo.registry.resolve import resolve, small_data_settings
 
-        config = resolve(name, overrides)
+        config, small_data = resolve(name, overrides), small_data_settings(name, overrides)
     return RunRequest(config=config, data=spec if resume is None else spec.source, out=out, device=device,
                       threads=threads, max_steps=max_steps, budget_minutes=budget, progress=not no_progress,
-                      resume=resume, allow_other_data=allow_other_data, init_from=init_from)
+                      resume=resume, allow_other_data=allow_other_data, init_from=init_from, small_data=small_data)

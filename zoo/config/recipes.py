@@ -9,7 +9,7 @@ may set the same things. Names are resolved to run configs in zoo.registry.resol
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ class Recipe:
     architecture: str
     summary: str
     sections: dict[str, dict[str, Any]]
+    # Settings for a small set of short texts, over `sections` (zoo.training.fit decides from the training split).
+    small_data: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def registry_path() -> Path:
@@ -56,7 +58,7 @@ def recipe_from_table(name: str, body: object, where: str) -> Recipe:
     saying what is wrong. Which settings a section may hold is checked when the recipe is resolved."""
     if not isinstance(body, dict) or not isinstance(body.get("architecture"), str):
         raise ConfigError(f"{where}: recipe {name!r} needs an architecture name (`architecture = \"...\"`)")
-    allowed = {"architecture", "summary", *RECIPE_SECTIONS}
+    allowed = {"architecture", "summary", "small_data", *RECIPE_SECTIONS}
     extra = sorted(map(str, set(body) - allowed))
     if extra:
         raise ConfigError(f"{where}: recipe {name!r} has unknown key(s) {', '.join(extra)}; allowed: "
@@ -64,8 +66,13 @@ def recipe_from_table(name: str, body: object, where: str) -> Recipe:
     for section in RECIPE_SECTIONS:
         if not isinstance(body.get(section, {}), dict):
             raise ConfigError(f"{where}: recipe {name!r}: {section} must be a table of settings")
+    small = body.get("small_data", {})
+    if not isinstance(small, dict) or not all(k in RECIPE_SECTIONS and isinstance(v, dict) for k, v in small.items()):
+        raise ConfigError(f"{where}: recipe {name!r}: small_data must be a table of sections "
+                          f"({', '.join(RECIPE_SECTIONS)}), each a table of settings")
     sections = {k: dict(v) for k, v in body.items() if k in RECIPE_SECTIONS}
-    return Recipe(name, body["architecture"], str(body.get("summary", "")), sections)
+    return Recipe(name, body["architecture"], str(body.get("summary", "")), sections,
+                  {k: dict(v) for k, v in small.items()})
 
 
 @lru_cache(maxsize=None)
@@ -79,4 +86,4 @@ def with_defaults(recipe: Recipe) -> Recipe:
     """A plugin's recipe over registry.toml's [defaults]: what it leaves out comes from there."""
     defaults = default_sections()
     sections = {s: {**defaults.get(s, {}), **recipe.sections.get(s, {})} for s in RECIPE_SECTIONS}
-    return Recipe(recipe.name, recipe.architecture, recipe.summary, sections)
+    return Recipe(recipe.name, recipe.architecture, recipe.summary, sections, recipe.small_data)

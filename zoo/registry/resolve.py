@@ -35,19 +35,41 @@ def find_recipe(name: str) -> Recipe:
     )
 
 
-def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """The full run config for a recipe or architecture name, with `--set` overrides applied."""
+def resolve(name: str, overrides: list[str] | tuple[str, ...] = (), small_data: bool = False) -> RunConfig:
+    """The full run config for a recipe or architecture name, with `--set` overrides applied; `small_data`: with
+    the recipe's settings for a small set of short texts under the overrides."""
     recipe = find_recipe(name)
     registry = architectures()
     arch = registry.get(recipe.architecture)
     extra = parse_overrides(list(overrides), arch.hyperparameters)
-    values = {section: {**recipe.sections.get(section, {}), **extra.get(section, {})} for section in RECIPE_SECTIONS}
+    small = recipe.small_data if small_data else {}
+    values = {section: {**recipe.sections.get(section, {}), **small.get(section, {}), **extra.get(section, {})}
+              for section in RECIPE_SECTIONS}
     return RunConfig(
         recipe=name,
         architecture=recipe.architecture,
         encoder=build_section(arch.hyperparameters, values["encoder"], f"{name}: encoder"),
         **{section: build_section(cls, values[section], f"{name}: {section}") for section, cls in SECTIONS.items()},
     )
+
+
+def small_data_settings(name: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the recipe changes for a small set of short texts once the overrides have their say:
+    {"section.key": value}, empty when nothing."""
+    if not find_recipe(name).small_data:
+        return {}
+    usual, small = resolve(name, overrides).to_dict(), resolve(name, overrides, small_data=True).to_dict()
+    return {f"{section}.{key}": value for section in RECIPE_SECTIONS
+            for key, value in small[section].items() if usual[section][key] != value}
+
+
+def with_settings(config: RunConfig, settings: dict[str, Any]) -> RunConfig:
+    """`config` with {"section.key": value} settings in place, checked as a saved config is."""
+    data = config.to_dict()
+    for key, value in settings.items():
+        section, name = key.split(".", 1)
+        data[section][name] = value
+    return config_from_dict(data)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:

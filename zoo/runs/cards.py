@@ -44,6 +44,7 @@ def write_card(run: RunDir, record: RunRecord, summary: dict) -> None:
         "",
         *_notes(summary),
         _plan_sentence(record),
+        _fit_sentence(record),
         "",
         "## Data",
         "",
@@ -92,6 +93,17 @@ def _plan_sentence(record: RunRecord) -> str:
         why = f"`train.min_steps` = {tc.min_steps:,} lengthened {why} for {plan['training_texts']:,} training texts"
     return (f"Schedule: {plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps, {plan['steps']:,} steps "
             f"planned ({why}); patience {plan['patience']} epochs; the best epoch's weights are kept.")
+
+
+def _fit_sentence(record: RunRecord) -> str:
+    """Whether the run took its recipe's settings for a small set of short texts (zoo.training.fit)."""
+    fit = record.setup.get("fit")
+    if not fit or "small_data" not in fit:
+        return ""
+    settings = ", ".join(f"`{key}` = {value}" for key, value in fit["small_data_settings"].items())
+    taken = "took" if fit["small_data"] else "did not take"
+    return (f"Fit to the data: {fit['training_texts']:,} training texts, median {fit['median_words']:g} words; the "
+            f"run {taken} the recipe's settings for a small set of short texts ({settings}).")
 
 
 def _vocabulary_note(record: RunRecord) -> str:

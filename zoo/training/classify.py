@@ -32,6 +32,7 @@ from zoo.runs.layout import WEIGHTS, load_torch
 from zoo.runs.loaders import run_data
 from zoo.training import finetune
 from zoo.training.engine import Share, run_task
+from zoo.training.fit import fit_to_texts
 from zoo.training.job import Job, RunRequest
 from zoo.training.optimizer import make_optimizer, weight_average
 from zoo.training.progress import Progress
@@ -64,6 +65,10 @@ class Classification:
         # the unlabelled texts are read when the tokenizer learns from them (not when it comes from a pretrain run)
         unlabelled = self.config.tokenizer.use_unsupervised and not init_from
         splits = self._splits(unlabelled)
+        line = fit_to_texts(record, splits.train["text"])  # may change the run's settings, before any are used
+        self.config = record.config
+        if line and self.request.progress and self.world.main:
+            print(line, file=sys.stderr, flush=True)
         if init_from:
             finetune.check_held_out(init_from, splits)
             tokenizer = finetune.pretrained_tokenizer(init_from)
@@ -243,9 +248,17 @@ def fit_notes(records: list[dict], progress: Progress, record) -> list[str]:
     if best and best["train_accuracy"] - best["validation_accuracy"] > OVERFIT_GAP:
         notes.append(f"at the best epoch ({best['epoch']}) the model was right on {best['train_accuracy']:.1%} of its "
                      f"training texts but {best['validation_accuracy']:.1%} of the validation texts: it may overfit; "
-                     "try more dropout (--set classifier.embedding_dropout=0.5 --set classifier.word_dropout=0.2) or "
-                     "a smaller encoder (--set encoder.hidden_size=64)")
+                     f"try {_less_capacity(record.config)}")
     return notes
+
+
+def _less_capacity(config) -> str:
+    """Settings with more dropout than `config` has, or a smaller encoder, as --set options."""
+    c = config.classifier
+    more = (f"more dropout (--set classifier.embedding_dropout={min(c.embedding_dropout + 0.2, 0.8):g} "
+            f"--set classifier.word_dropout={min(c.word_dropout + 0.1, 0.5):g})")
+    hidden = getattr(config.encoder, "hidden_size", None)
+    return more + (f" or a smaller encoder (--set encoder.hidden_size={hidden // 2})" if hidden and hidden > 1 else "")
 
 
 def adversarial_perturbation(embedded: torch.Tensor, gradient: torch.Tensor, lengths: torch.Tensor,

@@ -139,6 +139,7 @@ class Engine:
         the task's final evaluation; the run is finished once everything is written."""
         progress, task, world = self.progress, self.task, self.world
         self.adopt(*task.prepare())
+        self.config = self.job.record.config.train  # the task may have fitted the settings to the data
         self.parts = task.build(self.job.fresh)
         self.epochs, self.total_steps, self.patience = self.plan()
         if self.job.checkpoint is not None:

@@ -34,6 +34,8 @@ class RunRequest:
     resume: Path | None = None
     allow_other_data: bool = False  # resume with data whose fingerprint differs from the run's
     init_from: Path | None = None  # `zoo train`: a `zoo pretrain` run (or one of its snapshots) to start from
+    # `zoo train`: what the recipe changes for a small set of short texts ({"section.key": value}; zoo.training.fit)
+    small_data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> DataSpec:
@@ -64,6 +66,8 @@ def new_job(request: RunRequest, kind: str, world: World, extra: dict[str, Any])
     record = RunRecord(kind=kind, config=config, seed=config.train.seed, max_steps=request.max_steps,
                        data=request.spec.to_dict(), created=datetime.now().isoformat(timespec="seconds"),
                        budget_minutes=request.budget_minutes, **extra)
+    if request.small_data and kind == "train":  # decided once the training texts are read (zoo.training.fit)
+        record.setup["fit"] = {"small_data_settings": request.small_data}
     return Job(run, record, None, None)
 
 
