@@ -43,7 +43,7 @@ def write_card(run: RunDir, record: RunRecord, summary: dict) -> None:
         f"| device / threads | {_device(info)} / {info['threads']} |",
         "",
         *_notes(summary),
-        _plan_sentence(record),
+        f"Schedule: {plan_words(record)}." if "plan" in record.setup else "",
         _fit_sentence(record),
         "",
         "## Data",
@@ -83,16 +83,18 @@ def _notes(summary: dict) -> list[str]:
     return [f"Notes: {' '.join(n[0].upper() + n[1:] + '.' for n in notes)}", ""] if notes else []
 
 
-def _plan_sentence(record: RunRecord) -> str:
-    """What the run planned: its epochs and steps, and why."""
-    plan, tc = record.setup.get("plan"), record.config.train
-    if not plan:
-        return ""
-    why = f"`train.epochs` = {tc.epochs}"
-    if plan["epochs"] > tc.epochs:
-        why = f"`train.min_steps` = {tc.min_steps:,} lengthened {why} for {plan['training_texts']:,} training texts"
-    return (f"Schedule: {plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps, {plan['steps']:,} steps "
-            f"planned ({why}); patience {plan['patience']} epochs; the best epoch's weights are kept.")
+def plan_words(record: RunRecord) -> str:
+    """What the run planned (its epochs, steps and patience) and why: `zoo train`'s `plan:` line and the card's
+    schedule."""
+    plan, tc, max_steps = record.setup["plan"], record.config.train, record.max_steps
+    why = (f"train.min_steps={tc.min_steps:,} lengthens train.epochs={tc.epochs} for {plan['training_texts']:,} "
+           "training texts" if plan["epochs"] > tc.epochs else f"train.epochs={tc.epochs}")
+    capped = max_steps and max_steps < plan["epochs"] * plan["steps_per_epoch"]
+    cap = f", capped at --max-steps {max_steps:,}" if capped else ""
+    stop = (f"; it stops after {plan['patience']} epoch(s) without a better validation score (train.patience="
+            f"{tc.patience}{', lengthened alike' if plan['patience'] > tc.patience else ''})" if tc.patience else "")
+    return (f"{plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps ({why}{cap}): "
+            f"{plan['steps']:,} step{'s' if plan['steps'] != 1 else ''}{stop}, keeping the best epoch's weights")
 
 
 def _fit_sentence(record: RunRecord) -> str:

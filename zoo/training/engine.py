@@ -29,6 +29,7 @@ from zoo.data.tokenizer import Tokenizer
 from zoo.errors import CheckpointError
 from zoo.faults import failpoint
 from zoo.models.build import count_parameters
+from zoo.runs.cards import plan_words
 from zoo.runs.layout import LAST, TOKENIZER, save_torch
 from zoo.runs.loaders import run_tokenizer
 from zoo.runs.record import write_record
@@ -228,9 +229,9 @@ class Engine:
         total = min(sum(steps), self.job.record.max_steps or sys.maxsize)
         plan = {"epochs": len(steps), "steps": total, "steps_per_epoch": round(sum(steps) / len(steps)),
                 "patience": math.ceil(tc.patience * len(steps) / tc.epochs), "training_texts": len(sampler.lengths)}
-        if self.job.fresh:
-            self.say(plan_line(plan, tc, self.job.record.max_steps))
         self.record(setup={"plan": plan})
+        if self.job.fresh:
+            self.say(f"plan: {plan_words(self.job.record)}")
         return len(steps), total, plan["patience"]
 
     def out_of_steps(self) -> bool:
@@ -310,15 +311,3 @@ class Engine:
                                   tokenizer=tokenizer or record.tokenizer)
         if self.world.main:
             write_record(self.run, self.job.record)
-
-
-def plan_line(plan: dict[str, Any], tc, max_steps: int | None) -> str:
-    """What a run chose to do, in words."""
-    why = (f"train.min_steps={tc.min_steps:,} lengthens train.epochs={tc.epochs} for {plan['training_texts']:,} "
-           "training texts" if plan["epochs"] > tc.epochs else f"train.epochs={tc.epochs}")
-    capped = max_steps and max_steps < plan["epochs"] * plan["steps_per_epoch"]
-    cap = f", capped at --max-steps {max_steps:,}" if capped else ""
-    stop = (f"; it stops after {plan['patience']} epoch(s) without a better validation score (train.patience="
-            f"{tc.patience}{', lengthened alike' if plan['patience'] > tc.patience else ''})" if tc.patience else "")
-    return (f"plan: {plan['epochs']} epochs of about {plan['steps_per_epoch']:,} steps ({why}{cap}): "
-            f"{plan['steps']:,} step{'s' if plan['steps'] != 1 else ''}{stop}, keeping the best epoch's weights")
