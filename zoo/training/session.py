@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import signal
-import sys
 
 import torch
 
@@ -57,14 +56,6 @@ class StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def progress_bar(enabled: bool, total: int, done: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True, desc=desc)
 
 
 def library_versions() -> dict[str, str]:
