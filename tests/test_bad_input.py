@@ -254,7 +254,8 @@ def test_misbehaving_plugins_are_named(fake_site, run, tiny_data):
                       exporters={"raising": "zoo_bad_exporters:raising", "listing": "zoo_bad_exporters:listing"})
     (fake_site / "zoo_bad_exporters.py").write_text(BAD_EXPORTERS)
     for name, phrase in (("wrongshape", "returned [64, 1, 4]"), ("nanout", "non-finite")):
-        result = run_zoo("train", name, "--data", tiny_data, *[f"--set={s}" for s in TINY[:1]], site=fake_site)
+        result = run_zoo("train", name, "--data", tiny_data, "--out", str(fake_site.parent / name),
+                         *[f"--set={s}" for s in TINY[:1]], site=fake_site)
         clean_error(result, phrase, "zoo-bad-encoders 2.0")
     for name, phrase in (("raising", "KeyError"), ("listing", "not a report dict")):
         clean_error(run_zoo("export", str(run), "--format", name, site=fake_site), phrase, "zoo-bad-encoders 2.0")

@@ -33,6 +33,19 @@ def test_a_folder_of_files_named_by_split(tmp_path, suffix):
     assert splits.train[0]["text"] == topic_rows(1, 1)[0]["body"] and splits.train[0]["label"] == 0
 
 
+def test_a_folder_with_a_readme_is_read_without_library_chatter(tmp_path):
+    """A dataset folder with its own README.md (as ../shared/datasets' have): no "Repo card metadata block"
+    warning and, off a terminal, no progress bars from `datasets`, only the zoo's own lines."""
+    folder = tmp_path / "data"
+    write(folder / "train.jsonl", topic_rows(120, 1), text="sentence", label="label")
+    write(folder / "test.jsonl", topic_rows(30, 3), text="sentence", label="label")
+    (folder / "README.md").write_text("# Topics\n\nA dataset card without a metadata block.\n")
+    result = run_zoo("data", "--data", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "cooking" in result.stdout
+    assert "Repo card" not in result.stderr and "examples/s" not in result.stderr, result.stderr
+
+
 def test_named_files_other_columns_and_no_test_split(tmp_path):
     train = write(tmp_path / "a.jsonl", topic_rows(100, 1), text="body", label="topic")
     with pytest.raises(DataError, match="columns: body, topic.*--text-column"):

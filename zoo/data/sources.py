@@ -236,10 +236,13 @@ def _load_from_hub(dataset_id: str, config: str | None) -> dict:
 
 
 def _quiet_datasets() -> None:
-    """`datasets`' own chatter: no "Repo card metadata block was not found" per local folder, and its progress
-    bars only where someone watches (stderr a terminal)."""
+    """`datasets`' own chatter: no "Repo card metadata block was not found" per local folder with a README.md
+    (huggingface_hub's logger says that one), and its progress bars only where someone watches (stderr a
+    terminal)."""
     import datasets
+    import huggingface_hub
 
     datasets.logging.set_verbosity_error()
+    huggingface_hub.logging.set_verbosity_error()
     if not sys.stderr.isatty():
         datasets.disable_progress_bars()

@@ -66,7 +66,7 @@ class LanguageModelling:
     def prepare(self) -> tuple[Tokenizer, dict[str, Any]]:
         """The training chunks (train + unsupervised), the validation chunks and the tokenizer of those texts."""
         splits, names = self._splits()
-        if splits.held_out_unsupervised:
+        if splits.held_out_unsupervised and self.world.main:
             print(f"note: left out {splits.held_out_unsupervised:,} unlabelled texts that repeat a validation or "
                   "test text", file=sys.stderr)
         self.config.tokenizer.use_unsupervised = splits.unsupervised is not None
