@@ -1,12 +1,12 @@
 """Few labels: IMDB test accuracy against the number of labelled training reviews, with and without the
 IMDB language model (`zoo pretrain`).
 
-For each seed and each N: a seeded subset of N labelled reviews of IMDB's train split (half of each class),
-written as train.jsonl beside the whole test split (test.jsonl) in the work folder, then two real `zoo train`
-processes on `--data train=...,test=...`: the classifier recipe from scratch (default `bilstm`) and the
-fine-tuning recipe from the language model (default `bilstm-ft --init-from LM`). The zoo carves each run's
-validation split from the N reviews (10%, stratified), so a point uses N labels in all; the test split is
-evaluated once per run, with the best validation epoch's weights.
+For each seed and each N: a seeded subset of N labelled reviews of IMDB's train split (half of each class;
+10% of them the validation split, drawn from the reviews the language model did not read), written as files
+beside the whole test split in the work folder, then two real `zoo train` processes on
+`--data train=...,validation=...,test=...`: the classifier recipe from scratch (default `bilstm`) and the
+fine-tuning recipe from the language model (default `bilstm-ft --init-from LM`). A point uses N labels in all;
+the test split is evaluated once per run, with the best validation epoch's weights.
 
     python bench/label_curve.py --lm runs/lm --labels 500 1000 2000 5000 --seeds 0 --parallel 2 \
         --picture docs/results/label-curve.png --results
@@ -44,30 +44,46 @@ def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
     tmp.replace(path)
 
 
-def prepare(work: Path, data: str, sizes: list[int], seeds: list[int]) -> dict[tuple[int, int], str]:
-    """The `--data` value of each (N, seed): its seeded train subset and the whole test split, as files in
-    `work` (written once; the data is never copied into the repository)."""
+def prepare(work: Path, data: str, lm: Path, sizes: list[int], seeds: list[int]) -> dict[tuple[int, int], str]:
+    """The `--data` value of each (N, seed), as files in `work` (written once; never in the repository): N
+    labelled reviews of the train split, half of each class, as 90% train and 10% validation, and the whole test
+    split. The validation reviews come from those the language model did not learn from (its own held-out
+    reviews: `zoo train --init-from` refuses validation texts the model read); the train reviews from the rest.
+    For one seed the subsets are nested: the 500 reviews are among the 1,000."""
     from zoo.data.sources import load_raw
+    from zoo.data.text import text_digests
 
     raw = load_raw(data, None)
     train, test = raw["train"], raw["test"]
     names = train.features["label"].names
+    learned = np.load(lm / "texts.npy")
     test_file = work / "test.jsonl"
     if not test_file.exists():
-        write_jsonl(test_file, test["text"], [names[y] for y in test["label"]])
+        # IMDB's train split repeats some test reviews word for word: the language model read those, so they
+        # leave the test split here (as `zoo train --init-from` would insist), for both arms alike.
+        kept = np.flatnonzero(~np.isin(text_digests(test["text"], distinct=False), learned)).tolist()
+        print(f"test split: {len(kept):,} of {len(test):,} reviews (the rest repeat a review the language model "
+              "read)", file=sys.stderr)
+        rows = test.select(kept)
+        write_jsonl(test_file, rows["text"], [names[y] for y in rows["label"]])
     labels = np.array(train["label"])
+    unread = ~np.isin(text_digests(train["text"], distinct=False), learned)
     sources = {}
     for seed in seeds:
+        rng = np.random.default_rng(seed)
+        pools = {part: [rng.permutation(np.flatnonzero((labels == c) & (unread == (part == "validation"))))
+                        for c in range(len(names))] for part in ("validation", "train")}
         for n in sizes:
-            path = work / f"train-{n}-seed{seed}.jsonl"
-            if not path.exists():
-                rng = np.random.default_rng(seed)
-                per_class = [rng.permutation(np.flatnonzero(labels == c))[: n // len(names)]
-                             for c in range(len(names))]
-                keep = np.sort(np.concatenate(per_class)).tolist()
-                rows = train.select(keep)
-                write_jsonl(path, rows["text"], [names[y] for y in rows["label"]])
-            sources[n, seed] = f"train={path},test={test_file}"
+            files = {}
+            for part, count in (("validation", n // 10), ("train", n - n // 10)):
+                files[part] = work / f"{part}-{n}-seed{seed}.jsonl"
+                per_class = [pool[: count // len(names)] for pool in pools[part]]
+                if min(len(chosen) for chosen in per_class) < count // len(names):
+                    sys.exit(f"{n} labels need {count} {part} reviews; the train split has too few")
+                if not files[part].exists():
+                    rows = train.select(np.sort(np.concatenate(per_class)).tolist())
+                    write_jsonl(files[part], rows["text"], [names[y] for y in rows["label"]])
+            sources[n, seed] = f"train={files['train']},validation={files['validation']},test={test_file}"
     return sources
 
 
@@ -81,7 +97,7 @@ def train(job: dict, threads: int) -> dict:
     result = subprocess.run(command, capture_output=True, text=True)
     minutes = (time.perf_counter() - started) / 60
     if result.returncode != 0:
-        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return {key: job[key] for key in ("arm", "labels", "seed")} | {
         "test_accuracy": summary["test_accuracy"], "best_validation_accuracy": summary["best_validation_accuracy"],
@@ -146,6 +162,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scratch-recipe", default="bilstm")
     parser.add_argument("--ft-recipe", default="bilstm-ft")
+    parser.add_argument("--arms", nargs="+", choices=["scratch", "lm"], default=["scratch", "lm"],
+                        help="from scratch, from the language model, or both")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for every run of both arms")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-labels",
@@ -159,21 +177,28 @@ def main() -> None:
     import os
 
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
-    sources = prepare(args.work, args.data, args.labels, args.seeds)
+    sources = prepare(args.work, args.data, Path(args.lm), args.labels, args.seeds)
     settings = [f"--set={s}" for s in args.settings]
-    arms = {"from scratch": (args.scratch_recipe, settings),
-            "from the LM": (args.ft_recipe, ["--init-from", args.lm, *settings])}
+    every = {"scratch": ("from scratch", args.scratch_recipe, settings),
+             "lm": ("from the LM", args.ft_recipe, ["--init-from", args.lm, *settings])}
+    arms = {name: (recipe, extra) for key, (name, recipe, extra) in every.items() if key in args.arms}
     record = args.work / "results.jsonl"
     done = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     finished = {(r["arm"], r["labels"], r["seed"]) for r in done}
-    # The largest subsets first: the longest runs start while the other slots take the short ones.
+    # In the order of --labels (the figures that matter most first: each row is saved as it ends).
     jobs = [{"arm": arm, "labels": n, "seed": seed, "recipe": recipe, "extra": extra, "data": sources[n, seed],
              "out": str(args.work / f"{recipe}-{n}-seed{seed}")}
-            for n in sorted(args.labels, reverse=True) for seed in args.seeds
+            for n in args.labels for seed in args.seeds
             for arm, (recipe, extra) in arms.items() if (arm, n, seed) not in finished]
+    failed = 0
     with ThreadPoolExecutor(args.parallel) as pool:
         for future in as_completed([pool.submit(train, job, threads) for job in jobs]):
-            row = future.result()
+            try:
+                row = future.result()
+            except RuntimeError as exc:  # the other runs go on; the bench exits 1 at the end
+                print(exc, file=sys.stderr, flush=True)
+                failed += 1
+                continue
             print(json.dumps(row), flush=True)
             with record.open("a") as f:
                 f.write(json.dumps(row) + "\n")
@@ -185,6 +210,8 @@ def main() -> None:
         picture(rows, list(arms), args.picture)
     if args.results:
         replace_rows(ROOT / "docs" / "results" / "label-curve.md", BEGIN, END, header, lines)
+    if failed:
+        sys.exit(f"{failed} run(s) failed (above)")
 
 
 if __name__ == "__main__":
