@@ -145,6 +145,9 @@ def picture(rows: list[dict], arms: list[str], path: Path) -> None:
         axis.scatter([r["labels"] for r in runs], [100 * r["test_accuracy"] for r in runs], s=10,
                      color=line.get_color(), alpha=0.5)
     axis.set_xscale("log")
+    sizes = sorted({r["labels"] for r in rows})
+    axis.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    axis.minorticks_off()
     axis.set_xlabel("labelled training reviews (validation carved from them)")
     axis.set_ylabel("IMDB test accuracy (%)")
     axis.grid(alpha=0.3, which="both")
