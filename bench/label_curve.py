@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -46,10 +47,10 @@ def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
 
 def prepare(work: Path, data: str, lm: Path, sizes: list[int], seeds: list[int]) -> dict[tuple[int, int], str]:
     """The `--data` value of each (N, seed), as files in `work` (written once; never in the repository): N
-    labelled reviews of the train split, half of each class, as 90% train and 10% validation, and the whole test
-    split. The validation reviews come from those the language model did not learn from (its own held-out
-    reviews: `zoo train --init-from` refuses validation texts the model read); the train reviews from the rest.
-    For one seed the subsets are nested: the 500 reviews are among the 1,000."""
+    labelled reviews of the train split, half of each class, as 90% train and 10% validation, and the test
+    split less the reviews the language model read. The validation reviews come from those the model did not
+    read (its own held-out reviews: `zoo train --init-from` refuses validation texts the model read); the
+    train reviews from the rest. For one seed the subsets are nested: the 500 reviews are among the 1,000."""
     from zoo.data.sources import load_raw
     from zoo.data.text import text_digests
 
@@ -177,8 +178,6 @@ def main() -> None:
     parser.add_argument("--results", action="store_true", help="write the table into docs/results/label-curve.md")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    import os
-
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
     sources = prepare(args.work, args.data, Path(args.lm), args.labels, args.seeds)
     settings = [f"--set={s}" for s in args.settings]
