@@ -38,11 +38,10 @@ BEGIN, END = "<!-- LABELS:BEGIN -->", "<!-- LABELS:END -->"
 
 
 def write_jsonl(path: Path, texts: list[str], labels: list[str]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as f:
-        for text, label in zip(texts, labels):
-            f.write(json.dumps({"text": text, "label": label}) + "\n")
-    tmp.replace(path)
+    from zoo.files import atomic_write
+
+    atomic_write(path, lambda f: f.writelines(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)),
+                 mode="w")
 
 
 def prepare(work: Path, data: str, lm: Path, sizes: list[int], seeds: list[int]) -> dict[tuple[int, int], str]:
